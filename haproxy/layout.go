@@ -1,0 +1,201 @@
+package haproxy
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/incuslb/incuslb/specs"
+)
+
+// Member is one backend instance of a selector pool.
+type Member struct {
+	Name    string `json:"name"`           // the Incus instance name
+	Address string `json:"address"`        // IPv4 address
+	Port    int    `json:"port,omitempty"` // 0 means the pool's port
+}
+
+// Slot is one pre-allocated server line. The zero Slot is parked.
+type Slot struct {
+	Member  string // instance name
+	Address string
+	Port    int
+}
+
+// Parked reports whether the slot holds no member.
+func (s Slot) Parked() bool { return s.Address == "" }
+
+// Endpoint is "address:port".
+func (s Slot) Endpoint() string { return s.Address + ":" + strconv.Itoa(s.Port) }
+
+// Layout holds the slots of every selector pool: Layout[pool][i] is the
+// server named SlotName(i).
+type Layout map[string][]Slot
+
+// SlotName is the HAProxy server name of slot index i (0-based).
+func SlotName(i int) string { return "srv" + strconv.Itoa(i+1) }
+
+// Assign places members into slots. Every member that prev already holds at
+// the same address and port keeps its slot; new members take the lowest
+// free slots in name order; departed members' slots are parked. A pool that
+// needs more slots than it has grows by whole multiples of its configured
+// slot count (a structural change: HAProxy must reload to see new lines).
+// Slots never shrink, so a pool whose size hovers at a boundary does not
+// reload back and forth.
+func Assign(lb *specs.LoadBalancer, members map[string][]Member, prev Layout) Layout {
+	out := Layout{}
+	for _, p := range lb.Spec.Pools {
+		if len(p.Selector) == 0 {
+			continue
+		}
+		want := map[string]Slot{} // endpoint -> slot content
+		for _, m := range members[p.Name] {
+			port := m.Port
+			if port == 0 {
+				port = p.Port
+			}
+			s := Slot{Member: m.Name, Address: m.Address, Port: port}
+			want[s.Endpoint()] = s
+		}
+		n := max(p.Slots, len(prev[p.Name]))
+		for n < len(want) {
+			n += p.Slots
+		}
+		slots := make([]Slot, n)
+		for i, old := range prev[p.Name] {
+			if old.Parked() {
+				continue
+			}
+			if s, ok := want[old.Endpoint()]; ok {
+				slots[i] = s
+				delete(want, old.Endpoint())
+			}
+		}
+		newcomers := make([]Slot, 0, len(want))
+		for _, s := range want {
+			newcomers = append(newcomers, s)
+		}
+		sort.Slice(newcomers, func(i, j int) bool {
+			if newcomers[i].Member != newcomers[j].Member {
+				return newcomers[i].Member < newcomers[j].Member
+			}
+			return newcomers[i].Endpoint() < newcomers[j].Endpoint()
+		})
+		free := 0
+		for _, s := range newcomers {
+			for !slots[free].Parked() {
+				free++
+			}
+			slots[free] = s
+		}
+		out[p.Name] = slots
+	}
+	return out
+}
+
+// ParseLayout reads the slots of the named selector pools back from a config
+// that Render wrote, so that the next Assign keeps members where they are.
+// Lines it does not recognise are ignored.
+func ParseLayout(cfg []byte, pools map[string]bool) Layout {
+	out := Layout{}
+	var backend string
+	sc := bufio.NewScanner(bytes.NewReader(cfg))
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		if !strings.HasPrefix(line, " ") {
+			backend = ""
+			if fields[0] == "backend" && len(fields) > 1 && pools[fields[1]] {
+				backend = fields[1]
+			}
+			continue
+		}
+		if backend == "" || fields[0] != "server" || len(fields) < 3 {
+			continue
+		}
+		idx, err := strconv.Atoi(strings.TrimPrefix(fields[1], "srv"))
+		if err != nil || idx < 1 || !strings.HasPrefix(fields[1], "srv") {
+			continue
+		}
+		for len(out[backend]) < idx {
+			out[backend] = append(out[backend], Slot{})
+		}
+		host, portStr, ok := strings.Cut(fields[2], ":")
+		port, _ := strconv.Atoi(portStr)
+		if !ok || indexOf(fields, "disabled") >= 0 {
+			continue
+		}
+		var member string
+		if i := indexOf(fields, "#"); i >= 0 && i+1 < len(fields) {
+			member = fields[i+1]
+		}
+		out[backend][idx-1] = Slot{Member: member, Address: host, Port: port}
+	}
+	return out
+}
+
+
+func indexOf(fields []string, s string) int {
+	for i, f := range fields {
+		if f == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// Members lists the filled slots of a pool as members, in slot order.
+func (l Layout) Members(pool string) []Member {
+	var out []Member
+	for _, s := range l[pool] {
+		if !s.Parked() {
+			out = append(out, Member{Name: s.Member, Address: s.Address, Port: s.Port})
+		}
+	}
+	return out
+}
+
+// String is a compact, deterministic description, for logs and tests.
+func (l Layout) String() string {
+	var b strings.Builder
+	for _, pool := range sortedKeys(l) {
+		fmt.Fprintf(&b, "%s:", pool)
+		for i, s := range l[pool] {
+			if !s.Parked() {
+				fmt.Fprintf(&b, " %s=%s(%s)", SlotName(i), s.Member, s.Endpoint())
+			}
+		}
+		fmt.Fprintf(&b, " [%d slots]\n", len(l[pool]))
+	}
+	return b.String()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// CheckMember rejects a member whose fields could not be written safely
+// into haproxy.cfg: the address must be IPv4 and the port in range.
+func CheckMember(m Member) error {
+	ip := net.ParseIP(m.Address)
+	if ip == nil || ip.To4() == nil || strings.Contains(m.Address, ":") {
+		return fmt.Errorf("address must be an IPv4 address, not %q", m.Address)
+	}
+	if m.Port < 0 || m.Port > 65535 {
+		return fmt.Errorf("port must be between 1 and 65535, not %d", m.Port)
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+package haproxy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/incuslb/incuslb/specs"
+)
+
+// Paths inside the HAProxy container.
+const (
+	ConfigPath    = "/etc/haproxy/haproxy.cfg"
+	CertDir       = "/etc/haproxy/certs"
+	AdminSocket   = "/run/haproxy/admin.sock"
+	MasterSocket  = "/run/haproxy-master.sock" // Debian's unit passes -S with this path
+	parkedAddress = "127.0.0.1"
+	parkedPort    = 1
+)
+
+// Options are the few facts of the target that are not in the spec.
+type Options struct {
+	// CertDir is where certificates live in the container. Default CertDir;
+	// tests point it at a temporary directory to run haproxy -c.
+	CertDir string
+}
+
+// CertPath is where the LoadBalancer's certificate lives in the container.
+func CertPath(lb *specs.LoadBalancer, opts Options) string {
+	dir := opts.CertDir
+	if dir == "" {
+		dir = CertDir
+	}
+	return dir + "/" + lb.Metadata.Name + ".pem"
+}
+
+// Render writes haproxy.cfg for a defaulted, valid LoadBalancer with its
+// selector pools' slots given by layout (a pool missing from layout has all
+// its slots parked). It is pure and deterministic.
+func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
+	w := &writer{}
+	s := &lb.Spec
+	d := &s.Defaults
+
+	w.line("# haproxy.cfg for LoadBalancer %q, written by incuslb.", lb.Metadata.Name)
+	w.line("# Do not edit: incuslb puts its own version back on its next pass.")
+	w.section("global")
+	w.line("    master-worker")
+	w.line("    log /dev/log local0")
+	w.line("    log /dev/log local1 notice")
+	w.line("    chroot /var/lib/haproxy")
+	w.line("    user haproxy")
+	w.line("    group haproxy")
+	w.line("    stats socket %s mode 660 level admin expose-fd listeners", AdminSocket)
+	w.line("    stats timeout 30s")
+	// Old workers keep WebSocket sessions until the tunnel timeout at most.
+	w.line("    hard-stop-after %s", hapDuration(d.Timeouts.Tunnel.Duration))
+	w.line("    mworker-max-reloads 50")
+	w.line("    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets")
+	w.line("    ssl-default-server-options ssl-min-ver TLSv1.2")
+
+	w.section("defaults")
+	w.line("    mode http")
+	w.line("    log global")
+	w.line("    option httplog")
+	w.line("    option dontlognull")
+	w.line("    option forwardfor")
+	w.line("    option redispatch")
+	w.line("    retries 3")
+	w.line("    timeout connect %s", hapDuration(d.Timeouts.Connect.Duration))
+	w.line("    timeout client %s", hapDuration(d.Timeouts.Client.Duration))
+	w.line("    timeout server %s", hapDuration(d.Timeouts.Server.Duration))
+	w.line("    timeout tunnel %s", hapDuration(d.Timeouts.Tunnel.Duration))
+	w.line("    timeout http-request 10s")
+	w.line("    timeout http-keep-alive 10s")
+	// A static server whose name does not resolve starts in maintenance
+	// instead of stopping HAProxy from starting.
+	w.line("    default-server init-addr last,libc,none")
+
+	w.section("frontend stats")
+	w.line("    bind 127.0.0.1:%d", s.Stats.Port)
+	w.line("    http-request set-log-level silent")
+	w.line("    http-request use-service prometheus-exporter if { path /metrics }")
+	w.line("    stats enable")
+	w.line("    stats uri /stats")
+	w.line("    stats refresh 10s")
+
+	w.section("frontend main")
+	w.line("    bind :%d", s.Frontend.HTTPPort)
+	if t := s.Frontend.TLS; t != nil {
+		w.line("    bind :%d ssl crt %s alpn h2,http/1.1", s.Frontend.HTTPSPort, CertPath(lb, opts))
+		if t.RedirectHTTP {
+			w.line("    http-request redirect scheme https code 301 unless { ssl_fc }")
+		}
+		w.line("    http-request set-header X-Forwarded-Proto https if { ssl_fc }")
+	}
+	w.line("    http-request set-header X-Forwarded-Proto http unless { ssl_fc }")
+	for _, r := range s.Routes {
+		var conds []string
+		if r.Host != "" {
+			conds = append(conds, fmt.Sprintf("{ req.hdr(host),field(1,:),lower -m str %s }", strings.ToLower(r.Host)))
+		}
+		if r.PathPrefix != "" {
+			conds = append(conds, fmt.Sprintf("{ path_beg %s }", r.PathPrefix))
+		}
+		if len(conds) == 0 {
+			w.line("    default_backend %s", r.Pool)
+			continue
+		}
+		w.line("    use_backend %s if %s", r.Pool, strings.Join(conds, " "))
+	}
+
+	for _, p := range s.Pools {
+		renderBackend(w, lb, &p, layout[p.Name])
+	}
+	return w.bytes()
+}
+
+func renderBackend(w *writer, lb *specs.LoadBalancer, p *specs.Pool, slots []Slot) {
+	w.section("backend " + p.Name)
+	switch p.Balance {
+	case specs.BalanceURI:
+		w.line("    balance uri whole")
+		w.line("    hash-type consistent")
+	default:
+		w.line("    balance %s", p.Balance)
+	}
+	if p.Sticky != nil {
+		w.line("    cookie %s insert indirect nocache dynamic", p.Sticky.Cookie)
+		w.line("    dynamic-cookie-key %s", cookieKey(lb.Metadata.Name, p.Name))
+	}
+	c := &p.HealthCheck
+	w.line("    option httpchk")
+	w.line("    http-check send meth GET uri %s ver HTTP/1.1 hdr Host %s", c.Path, c.Host)
+	w.line("    http-check expect rstatus %s", c.ExpectStatus)
+
+	def := fmt.Sprintf("    default-server inter %s fall %d rise %d slowstart %s on-marked-down shutdown-sessions",
+		hapDuration(c.Interval.Duration), c.Fall, c.Rise, hapDuration(p.SlowStart.Duration))
+	if t := p.BackendTLS; t != nil {
+		if t.Verify == specs.VerifyNone {
+			def += " ssl verify none"
+		} else {
+			def += " ssl verify required ca-file @system-ca"
+		}
+		if t.SNI != "" {
+			def += fmt.Sprintf(" sni str(%s) check-sni %s", t.SNI, t.SNI)
+		}
+	}
+	w.line("%s", def)
+
+	if len(p.Servers) > 0 {
+		for _, srv := range p.Servers {
+			w.line("    server %s %s check", srv.Name, srv.Address)
+		}
+		return
+	}
+	n := max(p.Slots, len(slots))
+	for i := 0; i < n; i++ {
+		var s Slot
+		if i < len(slots) {
+			s = slots[i]
+		}
+		if s.Parked() {
+			w.line("    server %s %s:%d check disabled", SlotName(i), parkedAddress, parkedPort)
+			continue
+		}
+		w.line("    server %s %s check # %s", SlotName(i), s.Endpoint(), safeComment(s.Member))
+	}
+}
+
+// cookieKey derives the dynamic-cookie-key of a pool. It only needs to be
+// stable (so cookies survive reloads) and distinct per pool.
+func cookieKey(lb, pool string) string {
+	sum := sha256.Sum256([]byte("incuslb/dynamic-cookie-key/" + lb + "/" + pool))
+	return hex.EncodeToString(sum[:8])
+}
+
+// safeComment keeps a member name to characters that cannot end the line.
+func safeComment(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// hapDuration writes d in the largest HAProxy unit that holds it exactly.
+func hapDuration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0"
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	case d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return fmt.Sprintf("%dms", d/time.Millisecond)
+}
+
+type writer struct{ b strings.Builder }
+
+func (w *writer) line(format string, args ...any) {
+	fmt.Fprintf(&w.b, format, args...)
+	w.b.WriteByte('\n')
+}
+
+func (w *writer) section(header string) {
+	w.b.WriteByte('\n')
+	w.b.WriteString(header)
+	w.b.WriteByte('\n')
+}
+
+func (w *writer) bytes() []byte { return []byte(w.b.String()) }

@@ -1,0 +1,145 @@
+package haproxy_test
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/incuslb/incuslb/haproxy"
+	"github.com/incuslb/incuslb/internal/testcert"
+	"github.com/incuslb/incuslb/specs"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// TestGolden renders every testdata/NAME.yaml (with NAME.members.yaml when
+// present), twice, compares the result with NAME.cfg.golden, and has the
+// real haproxy validate the golden file.
+func TestGolden(t *testing.T) {
+	cases, err := filepath.Glob("testdata/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, in := range cases {
+		if strings.HasSuffix(in, ".members.yaml") {
+			continue
+		}
+		n++
+		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			lb := loadValid(t, in)
+			members := loadMembers(t, strings.TrimSuffix(in, ".yaml")+".members.yaml")
+			first := haproxy.Render(lb, haproxy.Assign(lb, members, nil), haproxy.Options{})
+			second := haproxy.Render(lb, haproxy.Assign(lb, members, nil), haproxy.Options{})
+			if !bytes.Equal(first, second) {
+				t.Fatalf("two renders of the same input differ")
+			}
+			golden := strings.TrimSuffix(in, ".yaml") + ".cfg.golden"
+			if *update {
+				if err := os.WriteFile(golden, first, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./haproxy -update to create it)", err)
+			}
+			if !bytes.Equal(first, want) {
+				t.Errorf("render differs from %s (go test ./haproxy -update rewrites it):\n%s", golden, lineDiff(want, first))
+			}
+			haproxyCheck(t, want, lb.Metadata.Name)
+		})
+	}
+	if n < 5 {
+		t.Fatalf("only %d golden cases found", n)
+	}
+}
+
+func loadValid(t testing.TB, path string) *specs.LoadBalancer {
+	t.Helper()
+	lbs, err := specs.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := lbs[0]
+	specs.SetDefaults(lb)
+	if errs := specs.Validate(lb); len(errs) > 0 {
+		t.Fatalf("%s is invalid:\n%v", path, errs)
+	}
+	return lb
+}
+
+func loadMembers(t testing.TB, path string) map[string][]haproxy.Member {
+	t.Helper()
+	members := map[string][]haproxy.Member{}
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return members
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(data, &members); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return members
+}
+
+// haproxyCheck runs the real `haproxy -c` on cfg, with
+// the certificate directory pointed at a freshly generated certificate.
+// Every config the renderer writes must pass it.
+func haproxyCheck(t testing.TB, cfg []byte, lbName string) {
+	t.Helper()
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Fatalf("haproxy is not installed: these tests check every config with the real haproxy -c (apt-get install haproxy, or make deps)")
+	}
+	dir := t.TempDir()
+	testcert.Write(dir, lbName+".pem", "lb.example.org")
+	cfg = bytes.ReplaceAll(cfg, []byte(haproxy.CertDir+"/"), []byte(dir+"/"))
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("haproxy -c rejects the config: %v\n%s\n--- config ---\n%s", err, out, cfg)
+	}
+	// Warnings count as failures, but for a static server's DNS name, which
+	// cannot resolve in an offline sandbox (init-addr none parks it).
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "[WARNING]") && !strings.Contains(line, "could not resolve address") {
+			t.Fatalf("haproxy -c warns: %s\n--- config ---\n%s", line, cfg)
+		}
+	}
+}
+
+// lineDiff shows the first lines where want and got differ.
+func lineDiff(want, got []byte) string {
+	w := strings.Split(string(want), "\n")
+	g := strings.Split(string(got), "\n")
+	var b strings.Builder
+	shown := 0
+	for i := 0; i < max(len(w), len(g)) && shown < 10; i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			shown++
+			fmt.Fprintf(&b, "line %d:\n  - %s\n  + %s\n", i+1, wl, gl)
+		}
+	}
+	return b.String()
+}
+

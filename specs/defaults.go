@@ -1,0 +1,110 @@
+package specs
+
+import (
+	"path/filepath"
+	"time"
+)
+
+// The seed role's defaults.
+const (
+	DefaultProject      = "default"
+	DefaultImage        = "images:debian/12"
+	DefaultProfile      = "default"
+	DefaultHTTPPort     = 80
+	DefaultHTTPSPort    = 443
+	DefaultStatsPort    = 9100
+	DefaultFall         = 3
+	DefaultRise         = 2
+	DefaultCheckPath    = "/"
+	DefaultCheckHost    = "localhost"
+	DefaultExpectStatus = "^[23]"
+	DefaultSlots        = 16
+	DefaultNIC          = "eth0"
+)
+
+// Default durations.
+var (
+	DefaultInterval     = 5 * time.Second
+	DefaultSlowStart    = 30 * time.Second
+	DefaultDrainTimeout = 30 * time.Second
+	DefaultConnect      = 5 * time.Second
+	DefaultClient       = 60 * time.Second
+	DefaultServer       = 60 * time.Second
+	DefaultTunnel       = time.Hour
+)
+
+// SetDefaults fills every unset field with its default, in place. It is
+// idempotent. Pools inherit spec.defaults field by field. A relative
+// certificate path is made relative to the directory of lb.Source.
+func SetDefaults(lb *LoadBalancer) {
+	s := &lb.Spec
+	orString(&s.Instance.Name, lb.Metadata.Name)
+	orString(&s.Instance.Project, DefaultProject)
+	orString(&s.Instance.Image, DefaultImage)
+	if len(s.Instance.Profiles) == 0 {
+		s.Instance.Profiles = []string{DefaultProfile}
+	}
+	orInt(&s.Frontend.HTTPPort, DefaultHTTPPort)
+	orInt(&s.Frontend.HTTPSPort, DefaultHTTPSPort)
+	if t := s.Frontend.TLS; t != nil && t.CertificateFile != "" && !filepath.IsAbs(t.CertificateFile) &&
+		lb.Source != "" && lb.Source != "<stdin>" {
+		t.CertificateFile = filepath.Join(filepath.Dir(lb.Source), t.CertificateFile)
+	}
+	orInt(&s.Stats.Port, DefaultStatsPort)
+
+	d := &s.Defaults
+	inheritCheck(&d.HealthCheck, HealthCheck{
+		Interval: Dur(DefaultInterval), Fall: DefaultFall, Rise: DefaultRise,
+		Path: DefaultCheckPath, Host: DefaultCheckHost, ExpectStatus: DefaultExpectStatus,
+	})
+	orDur(&d.SlowStart, DefaultSlowStart)
+	orDur(&d.DrainTimeout, DefaultDrainTimeout)
+	orDur(&d.Timeouts.Connect, DefaultConnect)
+	orDur(&d.Timeouts.Client, DefaultClient)
+	orDur(&d.Timeouts.Server, DefaultServer)
+	orDur(&d.Timeouts.Tunnel, DefaultTunnel)
+	orInt(&d.Slots, DefaultSlots)
+
+	for i := range s.Pools {
+		p := &s.Pools[i]
+		orString(&p.Balance, BalanceRoundRobin)
+		inheritCheck(&p.HealthCheck, d.HealthCheck)
+		orDur(&p.SlowStart, d.SlowStart.Duration)
+		if p.BackendTLS != nil {
+			orString(&p.BackendTLS.Verify, VerifyRequired)
+		}
+		if len(p.Servers) == 0 {
+			orString(&p.Project, s.Instance.Project)
+			orString(&p.NIC, DefaultNIC)
+			orInt(&p.Slots, d.Slots)
+		}
+	}
+}
+
+// inheritCheck fills the unset fields of c from def.
+func inheritCheck(c *HealthCheck, def HealthCheck) {
+	orDur(&c.Interval, def.Interval.Duration)
+	orInt(&c.Fall, def.Fall)
+	orInt(&c.Rise, def.Rise)
+	orString(&c.Path, def.Path)
+	orString(&c.Host, def.Host)
+	orString(&c.ExpectStatus, def.ExpectStatus)
+}
+
+func orString(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func orInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func orDur(p *Duration, v time.Duration) {
+	if p.Duration == 0 {
+		p.Duration = v
+	}
+}

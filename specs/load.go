@@ -1,0 +1,321 @@
+package specs
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Load reads every LoadBalancer in path: a file, a directory (its *.yaml,
+// *.yml and *.json files, sorted by name, not recursive), or "-" for stdin.
+// Parsing is strict; problems come back as an ErrorList. Load neither
+// defaults nor validates.
+func Load(path string, stdin io.Reader) ([]*LoadBalancer, error) {
+	if path == "-" {
+		data, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("reading stdin: %w", err)
+		}
+		return Parse(data, "<stdin>")
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	files := []string{path}
+	if fi.IsDir() {
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return nil, err
+		}
+		files = files[:0]
+		for _, e := range entries {
+			switch filepath.Ext(e.Name()) {
+			case ".yaml", ".yml", ".json":
+				if !e.IsDir() {
+					files = append(files, filepath.Join(path, e.Name()))
+				}
+			}
+		}
+		if len(files) == 0 {
+			return nil, fmt.Errorf("%s: no *.yaml, *.yml or *.json files", path)
+		}
+	}
+	var all []*LoadBalancer
+	var problems ErrorList
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		lbs, err := Parse(data, f)
+		if l, ok := err.(ErrorList); ok {
+			problems = append(problems, l...)
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		all = append(all, lbs...)
+	}
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	return all, nil
+}
+
+// Parse reads the YAML (or JSON) documents in data. source names the input
+// in errors and is recorded on each object.
+func Parse(data []byte, source string) ([]*LoadBalancer, error) {
+	docs := splitDocuments(data)
+	var out []*LoadBalancer
+	var problems ErrorList
+	for i, doc := range docs {
+		docNum := 0
+		if len(docs) > 1 {
+			docNum = i + 1
+		}
+		lb, l := parseDocument(doc)
+		for _, e := range l {
+			e.Source, e.Doc = source, docNum
+			problems = append(problems, e)
+		}
+		if lb != nil {
+			lb.Source = source
+			out = append(out, lb)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	if len(out) == 0 {
+		return nil, ErrorList{{Source: source, Reason: "no LoadBalancer documents"}}
+	}
+	return out, nil
+}
+
+// splitDocuments splits a YAML stream at "---" lines and drops documents
+// that hold only blank lines and comments.
+func splitDocuments(data []byte) [][]byte {
+	var docs [][]byte
+	var cur bytes.Buffer
+	flush := func() {
+		if hasContent(cur.Bytes()) {
+			docs = append(docs, append([]byte(nil), cur.Bytes()...))
+		}
+		cur.Reset()
+	}
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		t := bytes.TrimRight(line, " \t\r\n")
+		if bytes.Equal(t, []byte("---")) || bytes.HasPrefix(t, []byte("--- ")) || bytes.Equal(t, []byte("...")) {
+			flush()
+			continue
+		}
+		cur.Write(line)
+	}
+	flush()
+	return docs
+}
+
+func hasContent(doc []byte) bool {
+	for _, line := range bytes.Split(doc, []byte("\n")) {
+		t := bytes.TrimSpace(line)
+		if len(t) > 0 && t[0] != '#' {
+			return true
+		}
+	}
+	return false
+}
+
+func parseDocument(doc []byte) (*LoadBalancer, ErrorList) {
+	js, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return nil, ErrorList{{Reason: "not valid YAML: " + strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")}}
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	var raw any
+	if err := dec.Decode(&raw); err != nil {
+		return nil, ErrorList{{Reason: "not valid YAML: " + err.Error()}}
+	}
+	if _, ok := raw.(map[string]any); !ok {
+		return nil, ErrorList{{Reason: "a document must be a mapping (apiVersion, kind, metadata, spec)"}}
+	}
+	var e errs
+	checkShape("", raw, reflect.TypeOf(LoadBalancer{}), &e)
+	if len(e.list) > 0 {
+		return nil, e.list
+	}
+	var lb LoadBalancer
+	if err := json.Unmarshal(js, &lb); err != nil {
+		// checkShape accepts only what decodes; this is a bug if it happens.
+		return nil, ErrorList{{Reason: "cannot decode: " + err.Error()}}
+	}
+	return &lb, nil
+}
+
+var durationType = reflect.TypeOf(Duration{})
+
+// checkShape walks decoded JSON against the Go type it will decode into,
+// reporting unknown fields and wrong types with their paths, so that every
+// problem is named at once (encoding/json stops at the first, without a path).
+func checkShape(path string, v any, t reflect.Type, e *errs) {
+	if v == nil {
+		return // YAML null: the zero value
+	}
+	if t == durationType {
+		s, ok := v.(string)
+		if !ok {
+			e.add(path, "must be a duration string such as \"5s\"")
+			return
+		}
+		if _, err := time.ParseDuration(s); err != nil {
+			e.add(path, "%q is not a duration (use a form such as \"5s\" or \"1h30m\")", s)
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		checkShape(path, v, t.Elem(), e)
+	case reflect.Struct:
+		m, ok := v.(map[string]any)
+		if !ok {
+			e.add(path, "must be a mapping, not %s", describe(v))
+			return
+		}
+		fields := jsonFields(t)
+		for _, k := range sortedKeys(m) {
+			f, ok := fields[k]
+			if !ok {
+				e.add(join(path, k), "unknown field%s", suggest(k, fields))
+				continue
+			}
+			checkShape(join(path, k), m[k], f.Type, e)
+		}
+	case reflect.Slice:
+		l, ok := v.([]any)
+		if !ok {
+			e.add(path, "must be a list, not %s", describe(v))
+			return
+		}
+		for i, item := range l {
+			checkShape(fmt.Sprintf("%s[%d]", path, i), item, t.Elem(), e)
+		}
+	case reflect.Map:
+		m, ok := v.(map[string]any)
+		if !ok {
+			e.add(path, "must be a mapping, not %s", describe(v))
+			return
+		}
+		for _, k := range sortedKeys(m) {
+			checkShape(fmt.Sprintf("%s[%s]", path, k), m[k], t.Elem(), e)
+		}
+	case reflect.String:
+		if _, ok := v.(string); !ok {
+			e.add(path, "must be a string, not %s (quote it)", describe(v))
+		}
+	case reflect.Int:
+		n, ok := v.(json.Number)
+		if !ok {
+			e.add(path, "must be an integer, not %s", describe(v))
+			return
+		}
+		if _, err := n.Int64(); err != nil {
+			e.add(path, "must be an integer, not %s", n)
+		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			e.add(path, "must be true or false, not %s", describe(v))
+		}
+	}
+}
+
+func jsonFields(t reflect.Type) map[string]reflect.StructField {
+	out := map[string]reflect.StructField{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		out[name] = f
+	}
+	return out
+}
+
+// suggest names a known field that differs from k only in case, or by one
+// edit, the usual shape of a typo.
+func suggest(k string, fields map[string]reflect.StructField) string {
+	var best string
+	for name := range fields {
+		if strings.EqualFold(name, k) || editDistance(name, k) <= 2 {
+			if best == "" || name < best {
+				best = name
+			}
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+func describe(v any) string {
+	switch v := v.(type) {
+	case string:
+		return fmt.Sprintf("the string %q", v)
+	case json.Number:
+		return "the number " + v.String()
+	case bool:
+		return fmt.Sprintf("%t", v)
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a mapping"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

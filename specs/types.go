@@ -1,0 +1,178 @@
+package specs
+
+// APIVersion and Kind identify a LoadBalancer document.
+const (
+	APIVersion = "incuslb/v1alpha1"
+	Kind       = "LoadBalancer"
+)
+
+// LoadBalancer is one HAProxy load balancer: the container that runs it, its
+// listeners, its routes and its pools of backends.
+type LoadBalancer struct {
+	APIVersion string           `json:"apiVersion"`
+	Kind       string           `json:"kind"`
+	Metadata   ObjectMeta       `json:"metadata"`
+	Spec       LoadBalancerSpec `json:"spec"`
+
+	// Source is the file the object was read from, for error messages and
+	// for resolving relative certificate paths. It is not part of the spec.
+	Source string `json:"-"`
+}
+
+// ObjectMeta names the object. Name is a DNS label and names the LB
+// everywhere (metrics, status keys, the certificate file in the container).
+type ObjectMeta struct {
+	Name        string            `json:"name"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// LoadBalancerSpec is the desired state of one load balancer.
+type LoadBalancerSpec struct {
+	Instance InstanceSpec `json:"instance"`
+	Frontend FrontendSpec `json:"frontend"`
+	Stats    StatsSpec    `json:"stats"`
+	Defaults DefaultsSpec `json:"defaults"`
+	Routes   []Route      `json:"routes"`
+	Pools    []Pool       `json:"pools"`
+}
+
+// InstanceSpec is the Incus container that runs HAProxy.
+type InstanceSpec struct {
+	// Name of the instance; on the Incus bridge it is reachable as NAME.lxd.
+	// Default: metadata.name.
+	Name string `json:"name,omitempty"`
+	// Project is the Incus project of the instance. Default: "default".
+	Project string `json:"project,omitempty"`
+	// Image is a local alias ("lb-haproxy") or remote:alias
+	// ("images:debian/12"). When the image lacks haproxy it is installed.
+	// Default: "images:debian/12".
+	Image string `json:"image,omitempty"`
+	// Profiles applied at creation. Default: [default].
+	Profiles []string `json:"profiles,omitempty"`
+}
+
+// FrontendSpec is what clients connect to.
+type FrontendSpec struct {
+	HTTPPort  int      `json:"httpPort,omitempty"`  // default 80
+	HTTPSPort int      `json:"httpsPort,omitempty"` // default 443; bound only with tls
+	TLS       *TLSSpec `json:"tls,omitempty"`
+}
+
+// TLSSpec turns on TLS termination.
+type TLSSpec struct {
+	// CertificateFile is a PEM file on the controller host holding the
+	// certificate chain and its private key. A relative path is relative to
+	// the spec file.
+	CertificateFile string `json:"certificateFile"`
+	// RedirectHTTP answers plain HTTP requests with a 301 to https.
+	RedirectHTTP bool `json:"redirectHTTP,omitempty"`
+}
+
+// StatsSpec is the stats page and Prometheus endpoint. It is bound to
+// 127.0.0.1 inside the container only.
+type StatsSpec struct {
+	Port int `json:"port,omitempty"` // default 9100
+}
+
+// DefaultsSpec holds values every pool inherits unless it sets its own.
+type DefaultsSpec struct {
+	HealthCheck  HealthCheck `json:"healthCheck"`
+	SlowStart    Duration    `json:"slowStart,omitzero"`    // default 30s
+	DrainTimeout Duration    `json:"drainTimeout,omitzero"` // default 30s
+	Timeouts     Timeouts    `json:"timeouts"`
+	// Slots is how many server slots a selector pool gets in haproxy.cfg, so
+	// that members can join at run time without a reload. Default 16.
+	Slots int `json:"slots,omitempty"`
+}
+
+// Timeouts are HAProxy's connection timeouts. Tunnel applies to upgraded
+// (WebSocket) connections.
+type Timeouts struct {
+	Connect Duration `json:"connect,omitzero"` // default 5s
+	Client  Duration `json:"client,omitzero"`  // default 60s
+	Server  Duration `json:"server,omitzero"`  // default 60s
+	Tunnel  Duration `json:"tunnel,omitzero"`  // default 1h
+}
+
+// HealthCheck is an HTTP health check. Every field left empty in a pool is
+// taken from spec.defaults.healthCheck.
+type HealthCheck struct {
+	Interval Duration `json:"interval,omitzero"` // default 5s
+	Fall     int      `json:"fall,omitempty"`     // default 3
+	Rise     int      `json:"rise,omitempty"`     // default 2
+	// Path requested with GET. Default "/".
+	Path string `json:"path,omitempty"`
+	// Host header sent with the check. Default "localhost".
+	Host string `json:"host,omitempty"`
+	// ExpectStatus is a regular expression the status code must match.
+	// Default "^[23]" (any 2xx or 3xx).
+	ExpectStatus string `json:"expectStatus,omitempty"`
+}
+
+// Route sends matching requests to a pool. Routes are tried in order and the
+// first match wins; a route with neither host nor pathPrefix matches
+// everything and must come last.
+type Route struct {
+	Host       string `json:"host,omitempty"`
+	PathPrefix string `json:"pathPrefix,omitempty"`
+	Pool       string `json:"pool"`
+}
+
+// Balance algorithms.
+const (
+	BalanceRoundRobin = "roundrobin"
+	BalanceLeastConn  = "leastconn"
+	BalanceURI        = "uri" // balance uri whole + hash-type consistent
+)
+
+// Pool is a backend: either the Incus instances a selector picks, or a fixed
+// list of servers.
+type Pool struct {
+	Name string `json:"name"`
+	// Selector picks running Incus instances whose config has every key
+	// with the given value, e.g. {user.role: api}.
+	Selector map[string]string `json:"selector,omitempty"`
+	// Project the selector looks in. Default: spec.instance.project.
+	Project string `json:"project,omitempty"`
+	// NIC whose global IPv4 address a member is reached on. Default eth0.
+	NIC string `json:"nic,omitempty"`
+	// Port members listen on (selector pools).
+	Port int `json:"port,omitempty"`
+	// Servers are static members (no selector).
+	Servers []Server `json:"servers,omitempty"`
+
+	Balance     string       `json:"balance,omitempty"` // default roundrobin
+	Sticky      *Sticky      `json:"sticky,omitempty"`
+	HealthCheck HealthCheck  `json:"healthCheck"`
+	BackendTLS  *BackendTLS  `json:"backendTLS,omitempty"`
+	SlowStart   Duration     `json:"slowStart,omitzero"` // default spec.defaults.slowStart
+	Slots       int          `json:"slots,omitempty"`     // default spec.defaults.slots
+}
+
+// Server is a static pool member.
+type Server struct {
+	Name    string `json:"name"`
+	Address string `json:"address"` // host:port; host is an IPv4 address or a DNS name
+}
+
+// Sticky pins a client to a server with a cookie HAProxy inserts. Cookie
+// values are derived from each server's address (dynamic cookies), so they
+// stay stable across reloads and slot changes.
+type Sticky struct {
+	Cookie string `json:"cookie"`
+}
+
+// TLS verification modes for backend connections.
+const (
+	VerifyNone     = "none"
+	VerifyRequired = "required"
+)
+
+// BackendTLS re-encrypts traffic to the pool's servers.
+type BackendTLS struct {
+	// Verify is "none" or "required" (against the system CA store).
+	Verify string `json:"verify,omitempty"` // default required
+	// SNI sent to the server, and used for health checks.
+	SNI string `json:"sni,omitempty"`
+}

@@ -1,0 +1,380 @@
+package specs
+
+import (
+	"crypto/tls"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Character sets for every string that reaches haproxy.cfg, the runtime API
+// or an Incus filter. None admits white space, '#', quotes, backslashes or
+// '$', so no value can split a config line or start a comment.
+var (
+	dnsLabelRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	hostnameRE  = regexp.MustCompile(`^(?i:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.(?i:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?))*$`)
+	instanceRE  = regexp.MustCompile(`^[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	incusNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62})$`)
+	imageRE     = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9_.-]*:)?[A-Za-z0-9][A-Za-z0-9_./-]*$`)
+	nameRE      = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,62}$`)
+	pathRE      = regexp.MustCompile(`^/[A-Za-z0-9._~/%:@+,=-]*$`)
+	cookieRE    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	statusRE    = regexp.MustCompile(`^[0-9^$|()\[\]?*+.{},-]{1,64}$`)
+	configKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	labelValRE  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$`)
+	nicRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
+)
+
+const (
+	maxDuration = 24 * time.Hour
+	maxSlots    = 1000
+	maxFallRise = 100
+)
+
+// Validate checks one defaulted LoadBalancer and returns every problem, each
+// with its field path. It does no I/O; see ValidateFiles for the files a
+// spec names.
+func Validate(lb *LoadBalancer) ErrorList {
+	var e errs
+	if lb.APIVersion != APIVersion {
+		e.add("apiVersion", "must be %q, not %q", APIVersion, lb.APIVersion)
+	}
+	if lb.Kind != Kind {
+		e.add("kind", "must be %q, not %q", Kind, lb.Kind)
+	}
+	if !dnsLabelRE.MatchString(lb.Metadata.Name) {
+		e.add("metadata.name", "must be a DNS label (lower-case letters, digits and '-', at most 63), not %q", lb.Metadata.Name)
+	}
+	s := &lb.Spec
+	validateInstance(&e, &s.Instance)
+	validatePorts(&e, s)
+	validateDefaults(&e, &s.Defaults)
+
+	pools := map[string]int{}
+	for i := range s.Pools {
+		p := &s.Pools[i]
+		path := fmt.Sprintf("spec.pools[%d]", i)
+		if j, dup := pools[p.Name]; dup && p.Name != "" {
+			e.add(path+".name", "duplicate pool name %q (also spec.pools[%d])", p.Name, j)
+		} else {
+			pools[p.Name] = i
+		}
+		validatePool(&e, path, p)
+	}
+	if len(s.Pools) == 0 {
+		e.add("spec.pools", "at least one pool is required")
+	}
+	validateRoutes(&e, s.Routes, pools)
+	return e.list
+}
+
+func validateInstance(e *errs, in *InstanceSpec) {
+	if !instanceRE.MatchString(in.Name) {
+		e.add("spec.instance.name", "must be an Incus instance name (letters, digits and '-', starting with a letter, at most 63), not %q", in.Name)
+	}
+	if !incusNameRE.MatchString(in.Project) {
+		e.add("spec.instance.project", "must be an Incus project name, not %q", in.Project)
+	}
+	if !imageRE.MatchString(in.Image) {
+		e.add("spec.instance.image", "must be an image alias or remote:alias, not %q", in.Image)
+	}
+	for i, p := range in.Profiles {
+		if !incusNameRE.MatchString(p) {
+			e.add(fmt.Sprintf("spec.instance.profiles[%d]", i), "must be an Incus profile name, not %q", p)
+		}
+	}
+}
+
+func validatePorts(e *errs, s *LoadBalancerSpec) {
+	type use struct{ path string }
+	seen := map[int]string{}
+	check := func(path string, port int) {
+		if port < 1 || port > 65535 {
+			e.add(path, "must be between 1 and 65535, not %d", port)
+			return
+		}
+		if other, dup := seen[port]; dup {
+			e.add(path, "port %d is already used by %s", port, other)
+			return
+		}
+		seen[port] = path
+	}
+	check("spec.frontend.httpPort", s.Frontend.HTTPPort)
+	if s.Frontend.TLS != nil {
+		check("spec.frontend.httpsPort", s.Frontend.HTTPSPort)
+		if s.Frontend.TLS.CertificateFile == "" {
+			e.add("spec.frontend.tls.certificateFile", "is required when tls is set")
+		}
+	} else if s.Frontend.HTTPSPort < 1 || s.Frontend.HTTPSPort > 65535 {
+		e.add("spec.frontend.httpsPort", "must be between 1 and 65535, not %d", s.Frontend.HTTPSPort)
+	}
+	check("spec.stats.port", s.Stats.Port)
+}
+
+func validateDefaults(e *errs, d *DefaultsSpec) {
+	validateCheck(e, "spec.defaults.healthCheck", &d.HealthCheck)
+	validateDuration(e, "spec.defaults.slowStart", d.SlowStart, 0)
+	validateDuration(e, "spec.defaults.drainTimeout", d.DrainTimeout, 0)
+	validateDuration(e, "spec.defaults.timeouts.connect", d.Timeouts.Connect, time.Millisecond)
+	validateDuration(e, "spec.defaults.timeouts.client", d.Timeouts.Client, time.Millisecond)
+	validateDuration(e, "spec.defaults.timeouts.server", d.Timeouts.Server, time.Millisecond)
+	validateDuration(e, "spec.defaults.timeouts.tunnel", d.Timeouts.Tunnel, time.Millisecond)
+	validateSlots(e, "spec.defaults.slots", d.Slots)
+}
+
+func validatePool(e *errs, path string, p *Pool) {
+	if !nameRE.MatchString(p.Name) {
+		e.add(path+".name", "must start with a letter and hold only letters, digits, '_', '.' and '-' (at most 63), not %q", p.Name)
+	}
+	switch {
+	case len(p.Selector) > 0 && len(p.Servers) > 0:
+		e.add(path, "set either selector or servers, not both")
+	case len(p.Selector) == 0 && len(p.Servers) == 0:
+		e.add(path, "one of selector or servers is required")
+	case len(p.Selector) > 0:
+		for _, k := range sortedKeys(p.Selector) {
+			kp := fmt.Sprintf("%s.selector[%s]", path, k)
+			if !configKeyRE.MatchString(k) {
+				e.add(kp, "must be an Incus config key such as user.role")
+			}
+			if v := p.Selector[k]; !labelValRE.MatchString(v) {
+				e.add(kp, "value must be letters, digits, '.', '_' and '-' (at most 63, alphanumeric at both ends), not %q", v)
+			}
+		}
+		if p.Port < 1 || p.Port > 65535 {
+			e.add(path+".port", "must be between 1 and 65535 for a selector pool, not %d", p.Port)
+		}
+		if !incusNameRE.MatchString(p.Project) {
+			e.add(path+".project", "must be an Incus project name, not %q", p.Project)
+		}
+		if !nicRE.MatchString(p.NIC) {
+			e.add(path+".nic", "must be a NIC name such as eth0, not %q", p.NIC)
+		}
+		validateSlots(e, path+".slots", p.Slots)
+	default:
+		if p.Port != 0 {
+			e.add(path+".port", "applies to selector pools only; a static server carries its port in address")
+		}
+		if p.Slots != 0 {
+			e.add(path+".slots", "applies to selector pools only")
+		}
+		if p.Project != "" || p.NIC != "" {
+			e.add(path, "project and nic apply to selector pools only")
+		}
+		names := map[string]bool{}
+		for i, srv := range p.Servers {
+			sp := fmt.Sprintf("%s.servers[%d]", path, i)
+			if !nameRE.MatchString(srv.Name) {
+				e.add(sp+".name", "must start with a letter and hold only letters, digits, '_', '.' and '-' (at most 63), not %q", srv.Name)
+			} else if names[srv.Name] {
+				e.add(sp+".name", "duplicate server name %q", srv.Name)
+			}
+			names[srv.Name] = true
+			if reason := checkAddress(srv.Address); reason != "" {
+				e.add(sp+".address", "%s", reason)
+			}
+		}
+	}
+	switch p.Balance {
+	case BalanceRoundRobin, BalanceLeastConn, BalanceURI:
+	default:
+		e.add(path+".balance", "must be one of roundrobin, leastconn or uri, not %q", p.Balance)
+	}
+	if p.Sticky != nil {
+		if !cookieRE.MatchString(p.Sticky.Cookie) {
+			e.add(path+".sticky.cookie", "must be a cookie name of letters, digits, '_' and '-' (at most 64), not %q", p.Sticky.Cookie)
+		}
+		if p.Balance == BalanceURI {
+			e.add(path+".sticky", "does not combine with balance uri (the URI hash already pins a client)")
+		}
+	}
+	validateCheck(e, path+".healthCheck", &p.HealthCheck)
+	validateDuration(e, path+".slowStart", p.SlowStart, 0)
+	if t := p.BackendTLS; t != nil {
+		if t.Verify != VerifyNone && t.Verify != VerifyRequired {
+			e.add(path+".backendTLS.verify", "must be none or required, not %q", t.Verify)
+		}
+		if t.SNI != "" && !validHost(t.SNI) {
+			e.add(path+".backendTLS.sni", "must be a DNS name, not %q", t.SNI)
+		}
+	}
+}
+
+func validateCheck(e *errs, path string, c *HealthCheck) {
+	validateDuration(e, path+".interval", c.Interval, 100*time.Millisecond)
+	if c.Fall < 1 || c.Fall > maxFallRise {
+		e.add(path+".fall", "must be between 1 and %d, not %d", maxFallRise, c.Fall)
+	}
+	if c.Rise < 1 || c.Rise > maxFallRise {
+		e.add(path+".rise", "must be between 1 and %d, not %d", maxFallRise, c.Rise)
+	}
+	if !pathRE.MatchString(c.Path) || len(c.Path) > 1024 {
+		e.add(path+".path", "must start with '/' and hold only URL characters (no spaces, quotes, '#' or '\\'), not %q", c.Path)
+	}
+	if !validHost(c.Host) {
+		e.add(path+".host", "must be a DNS name or IPv4 address, not %q", c.Host)
+	}
+	if !statusRE.MatchString(c.ExpectStatus) {
+		e.add(path+".expectStatus", "must be a regular expression over status codes (digits and ^$|()[]?*+.{},-), not %q", c.ExpectStatus)
+	} else if _, err := regexp.Compile(c.ExpectStatus); err != nil {
+		e.add(path+".expectStatus", "does not compile: %v", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+	}
+}
+
+func validateRoutes(e *errs, routes []Route, pools map[string]int) {
+	if len(routes) == 0 {
+		e.add("spec.routes", "at least one route is required (a route with only pool: NAME sends everything there)")
+	}
+	matches := map[string]int{}
+	for i, r := range routes {
+		path := fmt.Sprintf("spec.routes[%d]", i)
+		if _, ok := pools[r.Pool]; !ok {
+			e.add(path+".pool", "names no pool in spec.pools: %q", r.Pool)
+		}
+		if r.Host != "" && !validHost(r.Host) {
+			e.add(path+".host", "must be a DNS name, not %q", r.Host)
+		}
+		if r.PathPrefix != "" && (!pathRE.MatchString(r.PathPrefix) || len(r.PathPrefix) > 1024) {
+			e.add(path+".pathPrefix", "must start with '/' and hold only URL characters (no spaces, quotes, '#' or '\\'), not %q", r.PathPrefix)
+		}
+		if r.Host == "" && r.PathPrefix == "" && i != len(routes)-1 {
+			e.add(path, "matches every request, so the routes after it never match; move it last")
+		}
+		key := strings.ToLower(r.Host) + "\x00" + r.PathPrefix
+		if j, dup := matches[key]; dup {
+			e.add(path, "never matches: spec.routes[%d] has the same host and pathPrefix", j)
+		} else {
+			matches[key] = i
+		}
+	}
+}
+
+func validateDuration(e *errs, path string, d Duration, lowest time.Duration) {
+	switch {
+	case d.Duration < lowest || d.Duration < 0:
+		e.add(path, "must be at least %v, not %v", lowest, d.Duration)
+	case d.Duration > maxDuration:
+		e.add(path, "must be at most %v, not %v", maxDuration, d.Duration)
+	case d.Duration%time.Millisecond != 0:
+		e.add(path, "must be a whole number of milliseconds, not %v", d.Duration)
+	}
+}
+
+func validateSlots(e *errs, path string, n int) {
+	if n < 1 || n > maxSlots {
+		e.add(path, "must be between 1 and %d, not %d", maxSlots, n)
+	}
+}
+
+func validHost(h string) bool {
+	return len(h) <= 253 && hostnameRE.MatchString(h)
+}
+
+// checkAddress returns why a static server address is unusable, or "".
+func checkAddress(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("must be host:port, not %q", addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return fmt.Sprintf("IPv6 addresses are not supported yet: %q", addr)
+	}
+	if !validHost(host) {
+		return fmt.Sprintf("host must be an IPv4 address or DNS name, not %q", host)
+	}
+	var n int
+	if _, err := fmt.Sscanf(port, "%d", &n); err != nil || fmt.Sprint(n) != port || n < 1 || n > 65535 {
+		return fmt.Sprintf("port must be between 1 and 65535, not %q", port)
+	}
+	return ""
+}
+
+// ValidateSet validates each object and what must hold across them: unique
+// names, and no two LoadBalancers sharing one instance.
+func ValidateSet(lbs []*LoadBalancer) ErrorList {
+	var out ErrorList
+	names := map[string]string{}
+	instances := map[string]string{}
+	for _, lb := range lbs {
+		for _, fe := range Validate(lb) {
+			fe.Source = lb.Source
+			out = append(out, fe)
+		}
+		if other, dup := names[lb.Metadata.Name]; dup {
+			out = append(out, FieldError{Source: lb.Source, Path: "metadata.name",
+				Reason: fmt.Sprintf("duplicate LoadBalancer %q (also in %s)", lb.Metadata.Name, other)})
+		}
+		names[lb.Metadata.Name] = lb.Source
+		inst := lb.Spec.Instance.Project + "/" + lb.Spec.Instance.Name
+		if other, dup := instances[inst]; dup {
+			out = append(out, FieldError{Source: lb.Source, Path: "spec.instance.name",
+				Reason: fmt.Sprintf("instance %s is already used by LoadBalancer %q", inst, other)})
+		}
+		instances[inst] = lb.Metadata.Name
+	}
+	return out
+}
+
+// ValidateFiles checks the files a spec names: the certificate must exist
+// and hold a PEM certificate chain and its matching private key. Messages
+// never quote file content.
+func ValidateFiles(lb *LoadBalancer) ErrorList {
+	var e errs
+	if t := lb.Spec.Frontend.TLS; t != nil && t.CertificateFile != "" {
+		if _, err := LoadCertificate(t.CertificateFile); err != nil {
+			e.add("spec.frontend.tls.certificateFile", "%v", err)
+		}
+	}
+	for i := range e.list {
+		e.list[i].Source = lb.Source
+	}
+	return e.list
+}
+
+// LoadCertificate reads a PEM file of certificate(s) and one private key,
+// checks that the key matches the first certificate, and returns the PEM
+// normalised for HAProxy: certificate blocks first, then the key, with no
+// blank lines and nothing but PEM blocks.
+func LoadCertificate(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("file %s does not exist", path)
+		}
+		return nil, fmt.Errorf("cannot read %s: %v", path, err)
+	}
+	var certs, keys []byte
+	nKeys := 0
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		switch {
+		case b.Type == "CERTIFICATE":
+			certs = append(certs, pem.EncodeToMemory(b)...)
+		case strings.HasSuffix(b.Type, "PRIVATE KEY"):
+			keys = append(keys, pem.EncodeToMemory(b)...)
+			nKeys++
+		}
+	}
+	switch {
+	case len(certs) == 0 && nKeys == 0:
+		return nil, fmt.Errorf("%s is not PEM: it must hold the certificate and its private key, concatenated", path)
+	case len(certs) == 0:
+		return nil, fmt.Errorf("%s holds no CERTIFICATE block", path)
+	case nKeys == 0:
+		return nil, fmt.Errorf("%s holds no PRIVATE KEY block (HAProxy needs certificate and key in one file)", path)
+	case nKeys > 1:
+		return nil, fmt.Errorf("%s holds %d private keys; it must hold exactly one", path, nKeys)
+	}
+	if _, err := tls.X509KeyPair(certs, keys); err != nil {
+		return nil, fmt.Errorf("%s: certificate and key do not form a pair: %v", path, err)
+	}
+	return append(certs, keys...), nil
+}
