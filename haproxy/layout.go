@@ -142,7 +142,6 @@ func ParseLayout(cfg []byte, pools map[string]bool) Layout {
 	return out
 }
 
-
 func indexOf(fields []string, s string) int {
 	for i, f := range fields {
 		if f == s {

@@ -142,4 +142,3 @@ func lineDiff(want, got []byte) string {
 	}
 	return b.String()
 }
-

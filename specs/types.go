@@ -99,8 +99,8 @@ type Timeouts struct {
 // taken from spec.defaults.healthCheck.
 type HealthCheck struct {
 	Interval Duration `json:"interval,omitzero"` // default 5s
-	Fall     int      `json:"fall,omitempty"`     // default 3
-	Rise     int      `json:"rise,omitempty"`     // default 2
+	Fall     int      `json:"fall,omitempty"`    // default 3
+	Rise     int      `json:"rise,omitempty"`    // default 2
 	// Path requested with GET. Default "/".
 	Path string `json:"path,omitempty"`
 	// Host header sent with the check. Default "localhost".
@@ -142,12 +142,12 @@ type Pool struct {
 	// Servers are static members (no selector).
 	Servers []Server `json:"servers,omitempty"`
 
-	Balance     string       `json:"balance,omitempty"` // default roundrobin
-	Sticky      *Sticky      `json:"sticky,omitempty"`
-	HealthCheck HealthCheck  `json:"healthCheck"`
-	BackendTLS  *BackendTLS  `json:"backendTLS,omitempty"`
-	SlowStart   Duration     `json:"slowStart,omitzero"` // default spec.defaults.slowStart
-	Slots       int          `json:"slots,omitempty"`     // default spec.defaults.slots
+	Balance     string      `json:"balance,omitempty"` // default roundrobin
+	Sticky      *Sticky     `json:"sticky,omitempty"`
+	HealthCheck HealthCheck `json:"healthCheck"`
+	BackendTLS  *BackendTLS `json:"backendTLS,omitempty"`
+	SlowStart   Duration    `json:"slowStart,omitzero"` // default spec.defaults.slowStart
+	Slots       int         `json:"slots,omitempty"`    // default spec.defaults.slots
 }
 
 // Server is a static pool member.
