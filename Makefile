@@ -1,0 +1,39 @@
+# incuslb — see README.md. `make test` runs everything CI runs.
+GO        ?= go
+BIN       := bin/incuslb
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS   := -X main.version=$(VERSION)
+FUZZTIME  ?= 10s
+
+.PHONY: all build test unit fuzz lint deps demo-render clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/incuslb
+
+## deps: install what the unit tests need (the real haproxy, for haproxy -c).
+deps:
+	@command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+
+## test: lint, unit tests (goldens checked by real haproxy -c) and a short fuzz run.
+test: deps lint unit fuzz
+
+unit:
+	$(GO) test -count=1 ./...
+
+## fuzz: a short run of each fuzz target (FUZZTIME each).
+fuzz: deps
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./specs
+	$(GO) test -run='^$$' -fuzz='^FuzzValidateRender$$' -fuzztime=$(FUZZTIME) ./haproxy
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## demo-render: render the seed example with sample members.
+demo-render: build
+	$(BIN) render -f specs/examples/edge.yaml --members specs/examples/members/edge.yaml
+
+clean:
+	rm -rf bin

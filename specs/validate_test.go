@@ -1,0 +1,247 @@
+package specs_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/incuslb/incuslb/internal/testcert"
+	"github.com/incuslb/incuslb/specs"
+)
+
+func valid(t *testing.T) *specs.LoadBalancer {
+	t.Helper()
+	lbs, err := specs.Parse([]byte(base), "base.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lbs[0]
+}
+
+// TestValidate mutates a valid spec and checks that each mutation is
+// rejected at the right path (and that the base itself is valid).
+func TestValidate(t *testing.T) {
+	static := specs.Pool{Name: "git", Servers: []specs.Server{{Name: "forgejo", Address: "10.0.20.105:3000"}}}
+	cases := []struct {
+		name   string
+		mutate func(lb *specs.LoadBalancer)
+		want   []string // "path: reason fragment"
+	}{
+		{"base is valid", func(*specs.LoadBalancer) {}, nil},
+		{"wrong apiVersion", func(lb *specs.LoadBalancer) { lb.APIVersion = "v1" }, []string{"apiVersion: must be"}},
+		{"wrong kind", func(lb *specs.LoadBalancer) { lb.Kind = "Service" }, []string{"kind: must be"}},
+		{"bad name", func(lb *specs.LoadBalancer) { lb.Metadata.Name, lb.Spec.Instance.Name = "Edge_1", "edge" }, []string{"metadata.name: must be a DNS label"}},
+		{"duplicate pool", func(lb *specs.LoadBalancer) { lb.Spec.Pools = append(lb.Spec.Pools, lb.Spec.Pools[0]) },
+			[]string{"spec.pools[1].name: duplicate pool name"}},
+		{"route to no pool", func(lb *specs.LoadBalancer) { lb.Spec.Routes[0].Pool = "nope" },
+			[]string{`spec.routes[0].pool: names no pool in spec.pools: "nope"`}},
+		{"no routes", func(lb *specs.LoadBalancer) { lb.Spec.Routes = nil }, []string{"spec.routes: at least one route"}},
+		{"catch-all not last", func(lb *specs.LoadBalancer) {
+			lb.Spec.Routes = append(lb.Spec.Routes, specs.Route{Host: "a.example.org", Pool: "api_pool"})
+		}, []string{"spec.routes[0]: matches every request"}},
+		{"same match twice", func(lb *specs.LoadBalancer) {
+			r := specs.Route{Host: "a.example.org", Pool: "api_pool"}
+			lb.Spec.Routes = []specs.Route{r, r}
+		}, []string{"spec.routes[1]: never matches"}},
+		{"port out of range", func(lb *specs.LoadBalancer) { lb.Spec.Frontend.HTTPPort = 70000 },
+			[]string{"spec.frontend.httpPort: must be between 1 and 65535, not 70000"}},
+		{"pool port zero", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].Port = -1 },
+			[]string{"spec.pools[0].port: must be between 1 and 65535"}},
+		{"port used twice", func(lb *specs.LoadBalancer) { lb.Spec.Stats.Port = 80 },
+			[]string{"spec.stats.port: port 80 is already used by spec.frontend.httpPort"}},
+		{"https port clashes only with tls", func(lb *specs.LoadBalancer) {
+			lb.Spec.Frontend.HTTPSPort = 80
+			lb.Spec.Frontend.TLS = &specs.TLSSpec{CertificateFile: "/x.pem"}
+		}, []string{"spec.frontend.httpsPort: port 80 is already used"}},
+		{"tls without file", func(lb *specs.LoadBalancer) { lb.Spec.Frontend.TLS = &specs.TLSSpec{} },
+			[]string{"spec.frontend.tls.certificateFile: is required"}},
+		{"bad duration", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].HealthCheck.Interval = specs.Dur(10) },
+			[]string{"spec.pools[0].healthCheck.interval: must be at least 100ms"}},
+		{"too long", func(lb *specs.LoadBalancer) { lb.Spec.Defaults.Timeouts.Tunnel = specs.Dur(48 * 3600e9) },
+			[]string{"spec.defaults.timeouts.tunnel: must be at most 24h0m0s"}},
+		{"regex does not compile", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].HealthCheck.ExpectStatus = "^[23" },
+			[]string{"spec.pools[0].healthCheck.expectStatus: does not compile"}},
+		{"unknown balance", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].Balance = "random" },
+			[]string{`spec.pools[0].balance: must be one of roundrobin, leastconn or uri, not "random"`}},
+		{"selector and servers", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].Servers = static.Servers },
+			[]string{"spec.pools[0]: set either selector or servers, not both"}},
+		{"neither selector nor servers", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].Selector = nil },
+			[]string{"spec.pools[0]: one of selector or servers is required"}},
+		{"sticky with uri", func(lb *specs.LoadBalancer) {
+			lb.Spec.Pools[0].Balance = "uri"
+			lb.Spec.Pools[0].Sticky = &specs.Sticky{Cookie: "S"}
+		}, []string{"spec.pools[0].sticky: does not combine with balance uri"}},
+		{"static server address", func(lb *specs.LoadBalancer) {
+			p := static
+			p.Servers = []specs.Server{{Name: "a", Address: "10.0.0.1"}, {Name: "a", Address: "[::1]:80"}}
+			lb.Spec.Pools = append(lb.Spec.Pools, p)
+		}, []string{"spec.pools[1].servers[0].address: must be host:port", "spec.pools[1].servers[1].name: duplicate server name",
+			"spec.pools[1].servers[1].address: IPv6 addresses are not supported yet"}},
+		{"port on static pool", func(lb *specs.LoadBalancer) {
+			p := static
+			p.Port = 80
+			lb.Spec.Pools = append(lb.Spec.Pools, p)
+		}, []string{"spec.pools[1].port: applies to selector pools only"}},
+		{"backend tls verify", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].BackendTLS = &specs.BackendTLS{Verify: "maybe"} },
+			[]string{"spec.pools[0].backendTLS.verify: must be none or required"}},
+		{"fall and rise", func(lb *specs.LoadBalancer) {
+			lb.Spec.Pools[0].HealthCheck.Fall = -1
+			lb.Spec.Pools[0].HealthCheck.Rise = 1000
+		}, []string{"spec.pools[0].healthCheck.fall: must be between 1 and 100", "spec.pools[0].healthCheck.rise: must be between 1 and 100"}},
+		{"slots", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].Slots = 5000 }, []string{"spec.pools[0].slots: must be between 1 and 1000"}},
+		{"instance name", func(lb *specs.LoadBalancer) { lb.Spec.Instance.Name = "9lives" }, []string{"spec.instance.name: must be an Incus instance name"}},
+		{"image", func(lb *specs.LoadBalancer) { lb.Spec.Instance.Image = "images:debian 12" }, []string{"spec.instance.image: must be an image alias"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			lb := valid(t)
+			tc.mutate(lb)
+			specs.SetDefaults(lb)
+			expect(t, specs.Validate(lb), tc.want)
+		})
+	}
+}
+
+// expect checks that got holds exactly the wanted problems, each given as
+// "path: reason fragment".
+func expect(t *testing.T, got specs.ErrorList, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(got), len(want), got)
+	}
+	for _, w := range want {
+		found := false
+		for _, e := range got {
+			if strings.Contains(e.Path+": "+e.Reason, w) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("missing %q in:\n%v", w, got)
+		}
+	}
+}
+
+// TestHostileStrings feeds every string field that reaches haproxy.cfg with
+// values that would split a line, start a comment, quote, or expand a
+// variable; each must be rejected at its own path.
+func TestHostileStrings(t *testing.T) {
+	hostile := []string{
+		"a.example.org\nbackend evil", "a b", "a#b", `a"b`, "a'b", `a\b`, "${HOME}", "a\tb", "a\rb", "a}b", "",
+	}
+	fields := []struct {
+		path string
+		set  func(lb *specs.LoadBalancer, v string)
+	}{
+		{"spec.routes[0].host", func(lb *specs.LoadBalancer, v string) {
+			lb.Spec.Routes = []specs.Route{{Host: v + "x", Pool: "api_pool"}}
+		}},
+		{"spec.routes[0].pathPrefix", func(lb *specs.LoadBalancer, v string) {
+			lb.Spec.Routes = []specs.Route{{PathPrefix: "/" + v + "x", Pool: "api_pool"}}
+		}},
+		{"spec.pools[0].healthCheck.path", func(lb *specs.LoadBalancer, v string) { lb.Spec.Pools[0].HealthCheck.Path = "/" + v + "x" }},
+		{"spec.pools[0].healthCheck.host", func(lb *specs.LoadBalancer, v string) { lb.Spec.Pools[0].HealthCheck.Host = v + "x" }},
+		{"spec.pools[0].healthCheck.expectStatus", func(lb *specs.LoadBalancer, v string) { lb.Spec.Pools[0].HealthCheck.ExpectStatus = "^2" + v }},
+		{"spec.pools[0].sticky.cookie", func(lb *specs.LoadBalancer, v string) { lb.Spec.Pools[0].Sticky = &specs.Sticky{Cookie: v + "x"} }},
+		{"spec.pools[0].backendTLS.sni", func(lb *specs.LoadBalancer, v string) {
+			lb.Spec.Pools[0].BackendTLS = &specs.BackendTLS{Verify: "none", SNI: v + "x"}
+		}},
+		{"spec.pools[0].name", func(lb *specs.LoadBalancer, v string) {
+			lb.Spec.Pools[0].Name = "p" + v
+			lb.Spec.Routes[0].Pool = "p" + v
+		}},
+		{"spec.pools[0].selector[user.role]", func(lb *specs.LoadBalancer, v string) { lb.Spec.Pools[0].Selector["user.role"] = v + "x" }},
+		{"spec.instance.image", func(lb *specs.LoadBalancer, v string) { lb.Spec.Instance.Image = "img" + v }},
+	}
+	for _, f := range fields {
+		for _, v := range hostile {
+			if v == "" {
+				continue // appending nothing leaves a valid value
+			}
+			lb := valid(t)
+			f.set(lb, v)
+			specs.SetDefaults(lb)
+			errs := specs.Validate(lb)
+			found := false
+			for _, e := range errs {
+				if e.Path == f.path {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("%s = %q was not rejected at its path; got %v", f.path, v, errs)
+			}
+		}
+	}
+}
+
+func TestValidateFilesChecksTheCertificate(t *testing.T) {
+	dir := t.TempDir()
+	good := testcert.Write(dir, "good.pem", "edge.example.org")
+	pemOnly := testcert.PEM("x.example.org")
+	certOnly := pemOnly[:strings.Index(string(pemOnly), "-----BEGIN PRIVATE KEY")]
+	other := testcert.PEM("y.example.org")
+	keyOther := other[strings.Index(string(other), "-----BEGIN PRIVATE KEY"):]
+	files := map[string][]byte{
+		"cert-only.pem": certOnly,
+		"mismatch.pem":  append(append([]byte{}, certOnly...), keyOther...),
+		"garbage.pem":   []byte("hello"),
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for file, want := range map[string]string{
+		good:                                "",
+		filepath.Join(dir, "missing.pem"):   "does not exist",
+		filepath.Join(dir, "cert-only.pem"): "holds no PRIVATE KEY block",
+		filepath.Join(dir, "mismatch.pem"):  "do not form a pair",
+		filepath.Join(dir, "garbage.pem"):   "is not PEM",
+	} {
+		lb := valid(t)
+		lb.Spec.Frontend.TLS = &specs.TLSSpec{CertificateFile: file}
+		errs := specs.ValidateFiles(lb)
+		switch {
+		case want == "" && len(errs) > 0:
+			t.Errorf("%s: unexpected %v", file, errs)
+		case want != "" && (len(errs) != 1 || errs[0].Path != "spec.frontend.tls.certificateFile" || !strings.Contains(errs[0].Reason, want)):
+			t.Errorf("%s: got %v, want %q", file, errs, want)
+		}
+		for _, e := range errs {
+			if strings.Contains(e.Error(), "BEGIN") || strings.Contains(e.Error(), "MII") {
+				t.Errorf("error quotes key material: %v", e)
+			}
+		}
+	}
+}
+
+func TestSetDefaultsIsTheSeeds(t *testing.T) {
+	lb := valid(t)
+	specs.SetDefaults(lb)
+	p := lb.Spec.Pools[0]
+	hc := p.HealthCheck
+	if hc.Interval.Seconds() != 5 || hc.Fall != 3 || hc.Rise != 2 || p.SlowStart.Seconds() != 30 ||
+		lb.Spec.Defaults.DrainTimeout.Seconds() != 30 || lb.Spec.Stats.Port != 9100 ||
+		lb.Spec.Frontend.HTTPPort != 80 || lb.Spec.Frontend.HTTPSPort != 443 {
+		t.Fatalf("defaults are not the seed's: %+v", lb.Spec)
+	}
+	if lb.Spec.Instance.Name != "edge" || p.Project != "default" || p.NIC != "eth0" || p.Balance != "roundrobin" {
+		t.Fatalf("instance/pool defaults: %+v %+v", lb.Spec.Instance, p)
+	}
+	again := *lb
+	specs.SetDefaults(&again)
+	if len(specs.Validate(&again)) != 0 {
+		t.Fatal("defaulting twice broke the spec")
+	}
+}
+
+func TestValidateSetRejectsSharedNamesAndInstances(t *testing.T) {
+	a, b := valid(t), valid(t)
+	b.Spec.Instance.Name = "edge"
+	specs.SetDefaults(a)
+	specs.SetDefaults(b)
+	errs := specs.ValidateSet([]*specs.LoadBalancer{a, b})
+	expect(t, errs, []string{"metadata.name: duplicate LoadBalancer", "spec.instance.name: instance default/edge is already used"})
+}
