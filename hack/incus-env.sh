@@ -9,8 +9,11 @@ set -euo pipefail
 BRIDGE=${INCUSLB_BRIDGE:-incusbr0}
 BRIDGE_ADDR=${INCUSLB_BRIDGE_ADDR:-10.77.0.1/24}
 IMAGE_ALIAS=${INCUSLB_IMAGE:-lb-haproxy}
+# Bump IMAGE_VERSION whenever build_image changes: an imported image of an
+# older version is replaced.
+IMAGE_VERSION=2
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CACHE=${INCUSLB_CACHE:-$ROOT/.cache/image}
+CACHE=${INCUSLB_CACHE:-$ROOT/.cache/image}/v$IMAGE_VERSION
 
 log() { printf 'incus-env: %s\n' "$*" >&2; }
 
@@ -79,16 +82,21 @@ init_incus() {
 }
 
 build_image() {
-  if incus image info "$IMAGE_ALIAS" >/dev/null 2>&1; then return; fi
+  if incus image info "$IMAGE_ALIAS" >/dev/null 2>&1; then
+    [ "$(incus image get-property "$IMAGE_ALIAS" incuslb_image 2>/dev/null)" = "$IMAGE_VERSION" ] && return
+    log "replacing image $IMAGE_ALIAS (not version $IMAGE_VERSION)"
+    incus image alias delete "$IMAGE_ALIAS"
+  fi
   mkdir -p "$CACHE"
   if [ ! -f "$CACHE/rootfs.tar.gz" ] || [ ! -f "$CACHE/meta.tar.gz" ]; then
     local work; work=$(mktemp -d)
     trap 'rm -rf "$work"' RETURN
     log "building image $IMAGE_ALIAS with debootstrap (about a minute)"
     debootstrap --variant=minbase \
-      --include=haproxy,ca-certificates,iproute2,ifupdown,isc-dhcp-client,systemd-sysv \
+      --include=haproxy,procps,ca-certificates,iproute2,ifupdown,isc-dhcp-client,systemd-sysv \
       bookworm "$work/rootfs" "$(mirror)" >"$work/debootstrap.log" 2>&1 \
       || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+    # procps gives /bin/kill, which Debian's haproxy.service uses to reload.
     # minbase has no udev, so systemd-networkd never configures eth0; ifupdown does.
     printf 'auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n' >"$work/rootfs/etc/network/interfaces"
     : >"$work/rootfs/etc/machine-id"
@@ -102,6 +110,7 @@ properties:
   description: Debian 12 minbase with HAProxy (built by incuslb hack/incus-env.sh)
   os: debian
   release: bookworm
+  incuslb_image: "$IMAGE_VERSION"
 templates:
   /etc/hostname:
     when: [create, copy]

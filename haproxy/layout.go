@@ -97,9 +97,10 @@ func Assign(lb *specs.LoadBalancer, members map[string][]Member, prev Layout) La
 	return out
 }
 
-// ParseLayout reads the slots of the named selector pools back from a config
-// that Render wrote, so that the next Assign keeps members where they are.
-// Lines it does not recognise are ignored.
+// ParseLayout reads the slots of the named selector pools (every backend
+// when pools is nil) back from a config that Render wrote, so that the next
+// Assign keeps members where they are. Lines it does not recognise are
+// ignored.
 func ParseLayout(cfg []byte, pools map[string]bool) Layout {
 	out := Layout{}
 	var backend string
@@ -113,7 +114,7 @@ func ParseLayout(cfg []byte, pools map[string]bool) Layout {
 		}
 		if !strings.HasPrefix(line, " ") {
 			backend = ""
-			if fields[0] == "backend" && len(fields) > 1 && pools[fields[1]] {
+			if fields[0] == "backend" && len(fields) > 1 && (pools == nil || pools[fields[1]]) {
 				backend = fields[1]
 			}
 			continue

@@ -19,8 +19,9 @@ func (e *env) newFlags(name, synopsis string) *flag.FlagSet {
 }
 
 // parse parses args, allowing flags after positional arguments, and turns
-// -h into a clean exit and any other flag error into a usage error.
-func parse(fs *flag.FlagSet, args []string) error {
+// -h into a clean exit and any other flag error into a usage error. The
+// positional arguments fill the given pointers; more of them is an error.
+func parse(fs *flag.FlagSet, args []string, positional ...*string) error {
 	var rest []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -34,6 +35,10 @@ func parse(fs *flag.FlagSet, args []string) error {
 		}
 		rest = append(rest, fs.Arg(0))
 		args = fs.Args()[1:]
+	}
+	for i := 0; i < len(positional) && len(rest) > 0; i++ {
+		*positional[i] = rest[0]
+		rest = rest[1:]
 	}
 	if len(rest) > 0 {
 		return usageErrorf("%s: unexpected arguments: %s", fs.Name(), strings.Join(rest, " "))

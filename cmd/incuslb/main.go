@@ -66,6 +66,10 @@ Usage:
   incuslb validate -f FILE|DIR|-     check specs; print every problem with its field path
   incuslb render -f FILE [--members FILE]
                                      print the haproxy.cfg a spec renders to
+  incuslb apply -f FILE|DIR|- [--dry-run]
+                                     converge the HAProxy instance(s) on the specs
+  incuslb diff -f FILE|DIR|-         show how the running haproxy.cfg differs (exit 1 when it does)
+  incuslb status [NAME] [-o json]    show each LB, its applied generation and live server states
   incuslb version                    print the version
 
 Run 'incuslb VERB -h' for a verb's flags.
@@ -84,6 +88,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return env.validate(args[1:])
 	case "render":
 		return env.render(args[1:])
+	case "apply":
+		return env.apply(args[1:])
+	case "diff":
+		return env.diff(args[1:])
+	case "status":
+		return env.status(args[1:])
 	case "version":
 		return env.version(args[1:])
 	case "-h", "-help", "--help", "help":

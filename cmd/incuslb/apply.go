@@ -1,0 +1,172 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/go-logr/logr"
+
+	"github.com/incuslb/incuslb/controller"
+	"github.com/incuslb/incuslb/incus"
+)
+
+// clusterFlags are the flags of every verb that talks to Incus.
+type clusterFlags struct {
+	remote *string
+	quiet  *bool
+}
+
+func addClusterFlags(fs *flag.FlagSet) clusterFlags {
+	return clusterFlags{
+		remote: fs.String("remote", "", "incus CLI remote to use (default: the local unix socket)"),
+		quiet:  fs.Bool("q", false, "log only errors"),
+	}
+}
+
+func (e *env) logger(quiet bool) logr.Logger {
+	level := slog.LevelInfo
+	if quiet {
+		level = slog.LevelError
+	}
+	return logr.FromSlogHandler(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func (e *env) applier(cf clusterFlags) (*controller.Applier, error) {
+	c, err := incus.Connect(e.ctx, *cf.remote)
+	if err != nil {
+		return nil, err
+	}
+	return &controller.Applier{Incus: c, Log: e.logger(*cf.quiet)}, nil
+}
+
+func (e *env) apply(args []string) error {
+	fs := e.newFlags("apply", "apply -f FILE|DIR|- [--dry-run] [--remote NAME]")
+	file := fs.String("f", "", "spec file, directory of specs, or - for stdin")
+	dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
+	cf := addClusterFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	lbs, err := e.loadSpecs(*file, true)
+	if err != nil {
+		return err
+	}
+	a, err := e.applier(cf)
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, lb := range lbs {
+		plan, err := a.Apply(e.ctx, lb, *dryRun)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "%s: apply failed: %v\n", lb.Metadata.Name, err)
+			failed = append(failed, lb.Metadata.Name)
+			continue
+		}
+		printPlan(e, plan, *dryRun)
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("apply failed for %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+func printPlan(e *env, p *controller.Plan, dryRun bool) {
+	verb := func(done, would string) string {
+		if dryRun {
+			return "would " + would
+		}
+		return done
+	}
+	prefix := fmt.Sprintf("%s (%s)", p.LB, p.Instance)
+	if !p.Changed() {
+		fmt.Fprintf(e.stdout, "%s: unchanged\n", prefix)
+		return
+	}
+	if p.CreateInstance {
+		fmt.Fprintf(e.stdout, "%s: %s\n", prefix, verb("created the instance", "create the instance"))
+	}
+	if p.StartInstance {
+		fmt.Fprintf(e.stdout, "%s: %s\n", prefix, verb("started the instance", "start the instance"))
+	}
+	if p.InstallHAProxy {
+		fmt.Fprintf(e.stdout, "%s: %s\n", prefix, verb("installed haproxy", "install haproxy"))
+	}
+	if p.PushCert {
+		fmt.Fprintf(e.stdout, "%s: %s\n", prefix, verb("pushed the certificate", "push the certificate"))
+	}
+	if p.ConfigDiff != "" {
+		added, removed := countDiff(p.ConfigDiff)
+		fmt.Fprintf(e.stdout, "%s: %s (+%d -%d lines)\n", prefix, verb("changed haproxy.cfg", "change haproxy.cfg"), added, removed)
+		if dryRun {
+			fmt.Fprint(e.stdout, p.ConfigDiff)
+		}
+	}
+	if p.Reload != "" {
+		fmt.Fprintf(e.stdout, "%s: %s (%s)\n", prefix, verb("reloaded HAProxy", "reload HAProxy"), p.Reload)
+	}
+}
+
+func countDiff(d string) (added, removed int) {
+	for _, l := range strings.Split(d, "\n") {
+		switch {
+		case strings.HasPrefix(l, "+++"), strings.HasPrefix(l, "---"):
+		case strings.HasPrefix(l, "+"):
+			added++
+		case strings.HasPrefix(l, "-"):
+			removed++
+		}
+	}
+	return added, removed
+}
+
+// diffExitDifferent is diff's exit code when there is a difference; like
+// kubectl diff, errors exit with more than 1.
+const diffExitDifferent = 1
+
+func (e *env) diff(args []string) error {
+	fs := e.newFlags("diff", "diff -f FILE|DIR|- [--remote NAME]")
+	file := fs.String("f", "", "spec file, directory of specs, or - for stdin")
+	cf := addClusterFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	lbs, err := e.loadSpecs(*file, true)
+	if err != nil {
+		return asDiffError(err)
+	}
+	a, err := e.applier(cf)
+	if err != nil {
+		return asDiffError(err)
+	}
+	different := false
+	for _, lb := range lbs {
+		plan, err := a.Apply(e.ctx, lb, true)
+		if err != nil {
+			return asDiffError(err)
+		}
+		if plan.CreateInstance {
+			fmt.Fprintf(e.stdout, "# %s: instance %s does not exist\n", lb.Metadata.Name, plan.Instance)
+		}
+		if plan.PushCert {
+			fmt.Fprintf(e.stdout, "# %s: the certificate in the instance differs\n", lb.Metadata.Name)
+		}
+		fmt.Fprint(e.stdout, plan.ConfigDiff)
+		different = different || plan.CreateInstance || plan.PushCert || plan.ConfigDiff != ""
+	}
+	if different {
+		return &exitError{code: diffExitDifferent}
+	}
+	return nil
+}
+
+// asDiffError gives every failure of diff an exit code above 1.
+func asDiffError(err error) error {
+	if ee, ok := err.(*exitError); ok && ee.code > 1 {
+		return err
+	}
+	return &exitError{code: 2, err: err}
+}
+

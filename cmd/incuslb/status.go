@@ -1,0 +1,189 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/incuslb/incuslb/controller"
+	"github.com/incuslb/incuslb/haproxy"
+	"github.com/incuslb/incuslb/incus"
+	"github.com/incuslb/incuslb/specs"
+)
+
+// lbStatus is what `incuslb status` shows of one LoadBalancer.
+type lbStatus struct {
+	Name       string            `json:"name"`
+	Instance   string            `json:"instance"` // project/name
+	State      string            `json:"state"`    // the instance's status
+	Address    string            `json:"address,omitempty"`
+	Status     controller.Status `json:"status"`
+	Servers    []serverStatus    `json:"servers"`
+	RuntimeErr string            `json:"runtimeError,omitempty"`
+}
+
+type serverStatus struct {
+	Pool    string `json:"pool"`
+	Server  string `json:"server"`
+	Member  string `json:"member,omitempty"`
+	Address string `json:"address"`
+	State   string `json:"state"` // UP, DOWN, DRAIN, MAINT
+	Since   string `json:"since"`
+}
+
+func (e *env) status(args []string) error {
+	fs := e.newFlags("status", "status [NAME] [-o text|json] [--remote NAME]")
+	output := fs.String("o", "text", "output format: text or json")
+	cf := addClusterFlags(fs)
+	var name string
+	if err := parse(fs, args, &name); err != nil {
+		return err
+	}
+	if *output != "text" && *output != "json" {
+		return usageErrorf("-o must be text or json")
+	}
+	c, err := incus.Connect(e.ctx, *cf.remote)
+	if err != nil {
+		return err
+	}
+	insts, err := c.ListAllProjects(e.ctx, controller.KeyLB)
+	if err != nil {
+		return err
+	}
+	var out []lbStatus
+	for _, inst := range insts {
+		lbName := inst.Config[controller.KeyLB]
+		if name != "" && lbName != name {
+			continue
+		}
+		out = append(out, e.observe(c, inst))
+	}
+	if name != "" && len(out) == 0 {
+		return fmt.Errorf("no LoadBalancer %q has an instance (apply it first)", name)
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	for i, s := range out {
+		if i > 0 {
+			fmt.Fprintln(e.stdout)
+		}
+		printStatus(e, s)
+	}
+	if len(out) == 0 {
+		fmt.Fprintln(e.stdout, "no LoadBalancers found")
+	}
+	return nil
+}
+
+// observe reads one LB's recorded status and its servers' live state.
+func (e *env) observe(c *incus.Client, inst incus.Instance) lbStatus {
+	s := lbStatus{
+		Name:     inst.Config[controller.KeyLB],
+		Instance: inst.Project + "/" + inst.Name,
+		State:    inst.Status,
+		Address:  inst.IPv4(specs.DefaultNIC),
+		Status:   controller.StatusFromConfig(inst.Config),
+		Servers:  []serverStatus{},
+	}
+	if !inst.Running() {
+		s.RuntimeErr = "the instance is not running"
+		return s
+	}
+	lb := &specs.LoadBalancer{Metadata: specs.ObjectMeta{Name: s.Name},
+		Spec: specs.LoadBalancerSpec{Instance: specs.InstanceSpec{Name: inst.Name, Project: inst.Project}}}
+	a := &controller.Applier{Incus: c}
+	rt := a.Runtime(lb)
+	if rt == nil {
+		s.RuntimeErr = "live server state needs incuslb on the Incus host (the runtime API is a host-side unix socket)"
+		return s
+	}
+	states, err := rt.ServersState(e.ctx, "")
+	if err != nil {
+		s.RuntimeErr = err.Error()
+		return s
+	}
+	// Slot -> member names come from the config incuslb wrote.
+	layout := haproxy.Layout{}
+	if cfg, err := c.ReadFile(e.ctx, inst.Project, inst.Name, haproxy.ConfigPath); err == nil {
+		layout = haproxy.ParseLayout(cfg, nil)
+	} else if !errors.Is(err, incus.ErrNotFound) {
+		s.RuntimeErr = err.Error()
+	}
+	for _, st := range states {
+		member := ""
+		if slots := layout[st.Backend]; len(slots) > 0 {
+			for i, sl := range slots {
+				if haproxy.SlotName(i) == st.Name && sl.Endpoint() == fmt.Sprintf("%s:%d", st.Address, st.Port) {
+					member = sl.Member
+				}
+			}
+			if member == "" && st.State() == "MAINT" {
+				continue // a parked slot
+			}
+		}
+		s.Servers = append(s.Servers, serverStatus{
+			Pool: st.Backend, Server: st.Name, Member: member,
+			Address: fmt.Sprintf("%s:%d", st.Address, st.Port),
+			State:   st.State(), Since: st.Since.String(),
+		})
+	}
+	sort.SliceStable(s.Servers, func(i, j int) bool { return s.Servers[i].Pool < s.Servers[j].Pool })
+	return s
+}
+
+func printStatus(e *env, s lbStatus) {
+	fmt.Fprintf(e.stdout, "LoadBalancer %s\n", s.Name)
+	fmt.Fprintf(e.stdout, "  instance:   %s (%s", s.Instance, s.State)
+	if s.Address != "" {
+		fmt.Fprintf(e.stdout, ", %s", s.Address)
+	}
+	fmt.Fprintln(e.stdout, ")")
+	st := s.Status
+	applied := "never"
+	if !st.AppliedAt.IsZero() {
+		applied = fmt.Sprintf("%s (%s ago)", st.AppliedAt.Format(time.RFC3339), time.Since(st.AppliedAt).Truncate(time.Second))
+	}
+	fmt.Fprintf(e.stdout, "  generation: %d (spec %s, config %s)\n", st.Generation, orDash(st.SpecHash), orDash(st.ConfigHash))
+	fmt.Fprintf(e.stdout, "  applied:    %s\n", applied)
+	if st.Source != "" {
+		fmt.Fprintf(e.stdout, "  source:     %s\n", st.Source)
+	}
+	var conds []string
+	for _, c := range st.Conditions {
+		cs := fmt.Sprintf("%s=%s", c.Type, c.Status)
+		if c.Reason != "" {
+			cs += " (" + c.Reason + ")"
+		}
+		conds = append(conds, cs)
+	}
+	fmt.Fprintf(e.stdout, "  conditions: %s\n", orDash(strings.Join(conds, ", ")))
+	for _, c := range st.Conditions {
+		if c.Status == "True" && c.Type == controller.ConditionDegraded && c.Message != "" {
+			fmt.Fprintf(e.stdout, "  degraded:   %s\n", strings.ReplaceAll(c.Message, "\n", "\n              "))
+		}
+	}
+	if s.RuntimeErr != "" {
+		fmt.Fprintf(e.stdout, "  servers:    unknown: %s\n", s.RuntimeErr)
+		return
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  POOL\tSERVER\tMEMBER\tADDRESS\tSTATE\tSINCE")
+	for _, sv := range s.Servers {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", sv.Pool, sv.Server, orDash(sv.Member), sv.Address, sv.State, sv.Since)
+	}
+	tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,609 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/incuslb/incuslb/haproxy"
+	"github.com/incuslb/incuslb/incus"
+	"github.com/incuslb/incuslb/internal/textdiff"
+	"github.com/incuslb/incuslb/specs"
+)
+
+// Incus is what an Applier needs of Incus. *incus.Client satisfies it.
+type Incus interface {
+	GetInstance(ctx context.Context, project, name string) (*incus.Instance, error)
+	CreateInstance(ctx context.Context, project, name, image string, profiles []string, config map[string]string) error
+	SetState(ctx context.Context, project, name, action string, force bool) error
+	UpdateConfig(ctx context.Context, project, name string, keys map[string]string) error
+	EnsureDevice(ctx context.Context, project, name, device string, settings map[string]string) error
+	ListInstances(ctx context.Context, project string, selector map[string]string) ([]incus.Instance, error)
+	ReadFile(ctx context.Context, project, name, file string) ([]byte, error)
+	WriteFile(ctx context.Context, project, name, file string, data []byte, mode incus.FileMode) error
+	WriteTemp(ctx context.Context, project, name, file string, data []byte, mode incus.FileMode) (string, error)
+	Rename(ctx context.Context, project, name, from, to string) error
+	Remove(ctx context.Context, project, name, file string) error
+	Mkdir(ctx context.Context, project, name, dir string, mode incus.FileMode) error
+	Exec(ctx context.Context, project, name string, argv []string, stdin []byte) (incus.ExecResult, error)
+	Local() bool
+}
+
+// Applier makes one reconcile pass for a LoadBalancer.
+type Applier struct {
+	Incus Incus
+	Log   logr.Logger
+	// SocketDir is the host directory for the unix sockets of the proxy
+	// devices that reach HAProxy's admin and master sockets. Default
+	// /run/incuslb.
+	SocketDir string
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Timeouts for waiting on the instance; defaults in waitFor.
+	AddressTimeout time.Duration
+}
+
+// Plan says what a pass did, or would do with DryRun.
+type Plan struct {
+	LB             string
+	Instance       string // project/name
+	Address        string // the LB instance's IPv4 address, once known
+	CreateInstance bool
+	StartInstance  bool
+	InstallHAProxy bool
+	PushCert       bool
+	ConfigDiff     string // unified diff, running -> desired; "" when equal
+	Reload         string // why HAProxy must reload; "" for no reload
+	Members        map[string][]haproxy.Member
+}
+
+// Changed reports whether the pass changes anything.
+func (p *Plan) Changed() bool {
+	return p.CreateInstance || p.StartInstance || p.InstallHAProxy || p.PushCert || p.ConfigDiff != "" || p.Reload != ""
+}
+
+// Paths of the proxy-device sockets on the host for an LB instance.
+func (a *Applier) sockets(lb *specs.LoadBalancer) (admin, master string) {
+	dir := a.SocketDir
+	if dir == "" {
+		dir = "/run/incuslb"
+	}
+	base := filepath.Join(dir, lb.Spec.Instance.Project+"_"+lb.Spec.Instance.Name)
+	return base + ".admin.sock", base + ".master.sock"
+}
+
+// Runtime returns the runtime API of the LB's HAProxy, through the proxy
+// devices on this host. It is nil when Incus is remote.
+func (a *Applier) Runtime(lb *specs.LoadBalancer) *haproxy.Runtime {
+	if !a.Incus.Local() {
+		return nil
+	}
+	admin, master := a.sockets(lb)
+	return &haproxy.Runtime{Admin: haproxy.UnixDialer(admin), Master: haproxy.UnixDialer(master)}
+}
+
+func (a *Applier) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+// Apply makes one pass for lb, which must be defaulted and valid (files
+// included). With dryRun it changes nothing and only plans. On error,
+// whatever HAProxy ran before keeps running, with the config it had.
+func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool) (*Plan, error) {
+	in := lb.Spec.Instance
+	log := a.Log.WithValues("lb", lb.Metadata.Name, "instance", in.Project+"/"+in.Name)
+	plan := &Plan{LB: lb.Metadata.Name, Instance: in.Project + "/" + in.Name}
+
+	cert, err := loadCert(lb)
+	if err != nil {
+		return plan, err
+	}
+	specHash := SpecHash(lb, cert)
+
+	inst, err := a.ensureInstance(ctx, lb, plan, dryRun)
+	if err != nil {
+		return plan, a.fail(ctx, lb, specHash, "InstanceNotReady", err)
+	}
+	if inst != nil {
+		plan.Address = inst.IPv4(specs.DefaultNIC)
+	}
+
+	members, err := a.discover(ctx, lb)
+	if err != nil {
+		return plan, a.fail(ctx, lb, specHash, "DiscoveryFailed", err)
+	}
+	plan.Members = members
+
+	var running, runningCert []byte
+	if inst != nil {
+		running, err = a.readOptional(ctx, lb, haproxy.ConfigPath)
+		if err != nil {
+			return plan, a.fail(ctx, lb, specHash, "ReadFailed", err)
+		}
+		if cert != nil {
+			runningCert, err = a.readOptional(ctx, lb, haproxy.CertPath(lb, haproxy.Options{}))
+			if err != nil {
+				return plan, a.fail(ctx, lb, specHash, "ReadFailed", err)
+			}
+		}
+	}
+	layout := haproxy.Assign(lb, members, haproxy.ParseLayout(running, selectorPools(lb)))
+	desired := haproxy.Render(lb, layout, haproxy.Options{})
+
+	plan.PushCert = cert != nil && !bytes.Equal(cert, runningCert)
+	plan.ConfigDiff = textdiff.Unified("running "+haproxy.ConfigPath, "desired", running, desired)
+	switch {
+	case plan.ConfigDiff != "" && plan.PushCert:
+		plan.Reload = "config and certificate changed"
+	case plan.ConfigDiff != "":
+		plan.Reload = "config changed"
+	case plan.PushCert:
+		plan.Reload = "certificate changed"
+	case plan.InstallHAProxy:
+		plan.Reload = "haproxy installed"
+	}
+	if dryRun {
+		return plan, nil
+	}
+
+	if plan.PushCert {
+		if err := a.pushCert(ctx, lb, cert); err != nil {
+			return plan, a.fail(ctx, lb, specHash, "CertificatePushFailed", err)
+		}
+		log.Info("pushed certificate", "path", haproxy.CertPath(lb, haproxy.Options{}))
+	}
+	if plan.Reload != "" {
+		if err := a.swapAndReload(ctx, lb, running, desired, plan.ConfigDiff != "", plan.Reload, log); err != nil {
+			return plan, a.fail(ctx, lb, specHash, "ApplyFailed", err)
+		}
+	}
+	if err := a.record(ctx, lb, specHash, hash(desired), plan.Changed()); err != nil {
+		return plan, err
+	}
+	return plan, nil
+}
+
+// SpecHash identifies a spec and certificate: it changes exactly when
+// either does.
+func SpecHash(lb *specs.LoadBalancer, cert []byte) string {
+	b, _ := json.Marshal(struct {
+		Name string
+		Spec specs.LoadBalancerSpec
+		Cert string
+	}{lb.Metadata.Name, lb.Spec, hash(cert)})
+	return hash(b)
+}
+
+func hash(b []byte) string {
+	if b == nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+func loadCert(lb *specs.LoadBalancer) ([]byte, error) {
+	t := lb.Spec.Frontend.TLS
+	if t == nil {
+		return nil, nil
+	}
+	cert, err := specs.LoadCertificate(t.CertificateFile)
+	if err != nil {
+		return nil, specs.ErrorList{{Source: lb.Source, Path: "spec.frontend.tls.certificateFile", Reason: err.Error()}}
+	}
+	return cert, nil
+}
+
+func selectorPools(lb *specs.LoadBalancer) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range lb.Spec.Pools {
+		if len(p.Selector) > 0 {
+			out[p.Name] = true
+		}
+	}
+	return out
+}
+
+// discover lists the members of every selector pool: running instances
+// matching the selector with a global IPv4 address on the pool's NIC.
+func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer) (map[string][]haproxy.Member, error) {
+	members := map[string][]haproxy.Member{}
+	for _, p := range lb.Spec.Pools {
+		if len(p.Selector) == 0 {
+			continue
+		}
+		insts, err := a.Incus.ListInstances(ctx, p.Project, p.Selector)
+		if err != nil {
+			return nil, fmt.Errorf("pool %s: %w", p.Name, err)
+		}
+		for _, inst := range insts {
+			if inst.Name == lb.Spec.Instance.Name && inst.Project == lb.Spec.Instance.Project {
+				continue
+			}
+			addr := inst.IPv4(p.NIC)
+			if !inst.Running() || addr == "" || inst.Config[DrainKey] == "true" {
+				continue
+			}
+			members[p.Name] = append(members[p.Name], haproxy.Member{Name: inst.Name, Address: addr})
+		}
+	}
+	return members, nil
+}
+
+// DrainKey, set to "true" on a member instance, takes it out of its pools
+// gracefully.
+const DrainKey = "user.incuslb.drain"
+
+func (a *Applier) readOptional(ctx context.Context, lb *specs.LoadBalancer, file string) ([]byte, error) {
+	in := lb.Spec.Instance
+	data, err := a.Incus.ReadFile(ctx, in.Project, in.Name, file)
+	if errors.Is(err, incus.ErrNotFound) {
+		return nil, nil
+	}
+	return data, err
+}
+
+// ensureInstance makes the LB instance exist, run, have an address and
+// have haproxy. With dryRun it only fills the plan; it returns nil when the
+// instance does not exist yet.
+func (a *Applier) ensureInstance(ctx context.Context, lb *specs.LoadBalancer, plan *Plan, dryRun bool) (*incus.Instance, error) {
+	in := lb.Spec.Instance
+	inst, err := a.Incus.GetInstance(ctx, in.Project, in.Name)
+	switch {
+	case errors.Is(err, incus.ErrNotFound):
+		plan.CreateInstance = true
+		if dryRun {
+			return nil, nil
+		}
+		a.Log.Info("creating LB instance", "lb", lb.Metadata.Name, "instance", in.Project+"/"+in.Name, "image", in.Image)
+		if err := a.Incus.CreateInstance(ctx, in.Project, in.Name, in.Image, in.Profiles,
+			map[string]string{KeyLB: lb.Metadata.Name}); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	case !inst.Running():
+		plan.StartInstance = true
+		if dryRun {
+			return inst, nil
+		}
+		a.Log.Info("starting LB instance", "lb", lb.Metadata.Name, "instance", in.Project+"/"+in.Name, "status", inst.Status)
+		if err := a.Incus.SetState(ctx, in.Project, in.Name, "start", false); err != nil {
+			return nil, err
+		}
+	}
+	if owner := configOf(inst)[KeyLB]; owner != "" && owner != lb.Metadata.Name {
+		return nil, fmt.Errorf("instance %s/%s belongs to LoadBalancer %q", in.Project, in.Name, owner)
+	}
+	if plan.CreateInstance || plan.StartInstance {
+		if inst, err = a.waitForAddress(ctx, lb); err != nil {
+			return nil, err
+		}
+		// systemctl needs a booted systemd.
+		_, _ = a.Incus.Exec(ctx, in.Project, in.Name, []string{"systemctl", "is-system-running", "--wait"}, nil)
+	}
+	if err := a.ensureHAProxy(ctx, lb, plan, dryRun); err != nil {
+		return nil, err
+	}
+	if !dryRun && a.Incus.Local() {
+		if err := a.ensureSockets(ctx, lb); err != nil {
+			return nil, err
+		}
+	}
+	return inst, nil
+}
+
+func configOf(inst *incus.Instance) map[string]string {
+	if inst == nil {
+		return nil
+	}
+	return inst.Config
+}
+
+func (a *Applier) waitForAddress(ctx context.Context, lb *specs.LoadBalancer) (*incus.Instance, error) {
+	in := lb.Spec.Instance
+	timeout := a.AddressTimeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	deadline := time.Now().Add(timeout)
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		inst, err := a.Incus.GetInstance(ctx, in.Project, in.Name)
+		if err != nil {
+			return nil, err
+		}
+		if inst.IPv4(specs.DefaultNIC) != "" {
+			return inst, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("instance %s/%s has no IPv4 address on %s after %v", in.Project, in.Name, specs.DefaultNIC, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// ensureHAProxy installs haproxy in the instance when its image lacks it.
+func (a *Applier) ensureHAProxy(ctx context.Context, lb *specs.LoadBalancer, plan *Plan, dryRun bool) error {
+	in := lb.Spec.Instance
+	if plan.CreateInstance && dryRun {
+		return nil
+	}
+	res, err := a.Incus.Exec(ctx, in.Project, in.Name, []string{"test", "-x", "/usr/sbin/haproxy"}, nil)
+	if err != nil {
+		return err
+	}
+	if res.Code == 0 {
+		return nil
+	}
+	plan.InstallHAProxy = true
+	if dryRun {
+		return nil
+	}
+	a.Log.Info("installing haproxy in the LB instance (its image lacks it)", "lb", lb.Metadata.Name)
+	res, err = a.Incus.Exec(ctx, in.Project, in.Name, []string{"sh", "-c",
+		"apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy procps"}, nil)
+	if err != nil {
+		return err
+	}
+	if res.Code != 0 {
+		return fmt.Errorf("installing haproxy in %s/%s failed (exit %d): %s", in.Project, in.Name, res.Code, tail(res.Output(), 5))
+	}
+	return nil
+}
+
+// Proxy devices that expose HAProxy's admin and master sockets on the host
+// only (never on the network), mode 0600.
+const (
+	adminDevice  = "incuslb-admin"
+	masterDevice = "incuslb-master"
+)
+
+func (a *Applier) ensureSockets(ctx context.Context, lb *specs.LoadBalancer) error {
+	in := lb.Spec.Instance
+	admin, master := a.sockets(lb)
+	if err := os.MkdirAll(filepath.Dir(admin), 0o700); err != nil {
+		return err
+	}
+	for dev, pair := range map[string][2]string{
+		adminDevice:  {admin, haproxy.AdminSocket},
+		masterDevice: {master, haproxy.MasterSocket},
+	} {
+		err := a.Incus.EnsureDevice(ctx, in.Project, in.Name, dev, map[string]string{
+			"type": "proxy", "bind": "host", "mode": "0600",
+			"listen": "unix:" + pair[0], "connect": "unix:" + pair[1],
+		})
+		if err != nil {
+			return fmt.Errorf("adding proxy device %s: %w", dev, err)
+		}
+	}
+	return nil
+}
+
+// haproxyIDs reads the uid and gid of the haproxy user in the instance.
+func (a *Applier) haproxyIDs(ctx context.Context, lb *specs.LoadBalancer) (uid, gid int64, err error) {
+	in := lb.Spec.Instance
+	passwd, err := a.Incus.ReadFile(ctx, in.Project, in.Name, "/etc/passwd")
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(passwd), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) >= 4 && f[0] == "haproxy" {
+			uid, err1 := strconv.ParseInt(f[2], 10, 64)
+			gid, err2 := strconv.ParseInt(f[3], 10, 64)
+			if err1 == nil && err2 == nil {
+				return uid, gid, nil
+			}
+		}
+	}
+	return 0, 0, fmt.Errorf("no haproxy user in %s/%s", in.Project, in.Name)
+}
+
+func (a *Applier) pushCert(ctx context.Context, lb *specs.LoadBalancer, cert []byte) error {
+	in := lb.Spec.Instance
+	uid, gid, err := a.haproxyIDs(ctx, lb)
+	if err != nil {
+		return err
+	}
+	if err := a.Incus.Mkdir(ctx, in.Project, in.Name, haproxy.CertDir, incus.FileMode{UID: 0, GID: gid, Mode: 0o750}); err != nil {
+		return err
+	}
+	return a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.CertPath(lb, haproxy.Options{}), cert,
+		incus.FileMode{UID: uid, GID: gid, Mode: 0o600})
+}
+
+// swapAndReload validates desired in the container, swaps it in
+// atomically and reloads HAProxy, confirming through the master socket that
+// the reload took. On any failure the previous file is put back, and the
+// running HAProxy keeps its config.
+func (a *Applier) swapAndReload(ctx context.Context, lb *specs.LoadBalancer, running, desired []byte, swap bool, reason string, log logr.Logger) error {
+	in := lb.Spec.Instance
+	if swap {
+		tmp, err := a.Incus.WriteTemp(ctx, in.Project, in.Name, haproxy.ConfigPath, desired, incus.FileMode{UID: 0, GID: 0, Mode: 0o644})
+		if err != nil {
+			return err
+		}
+		res, err := a.Incus.Exec(ctx, in.Project, in.Name, []string{"haproxy", "-c", "-f", tmp}, nil)
+		if err != nil || res.Code != 0 {
+			_ = a.Incus.Remove(ctx, in.Project, in.Name, tmp)
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("HAProxy rejects the new config; the running config is unchanged:\n%s", alerts(res.Output(), tmp))
+		}
+		if err := a.Incus.Rename(ctx, in.Project, in.Name, tmp, haproxy.ConfigPath); err != nil {
+			_ = a.Incus.Remove(ctx, in.Project, in.Name, tmp)
+			return err
+		}
+	}
+	rollback := func(cause error) error {
+		if !swap || running == nil {
+			return cause
+		}
+		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.ConfigPath, running, incus.FileMode{UID: 0, GID: 0, Mode: 0o644}); err != nil {
+			return fmt.Errorf("%w (and restoring the previous config failed: %v)", cause, err)
+		}
+		return fmt.Errorf("%w; the previous config was put back", cause)
+	}
+
+	rt := a.Runtime(lb)
+	var before *haproxy.Processes
+	if rt != nil {
+		if p, err := rt.ShowProc(ctx); err == nil {
+			before = &p
+		}
+	}
+	log.Info("reloading HAProxy", "reason", reason)
+	res, err := a.Incus.Exec(ctx, in.Project, in.Name, []string{"systemctl", "reload-or-restart", "haproxy"}, nil)
+	if err != nil {
+		return rollback(err)
+	}
+	if res.Code != 0 {
+		return rollback(fmt.Errorf("systemctl reload-or-restart haproxy failed (exit %d): %s", res.Code, tail(res.Output(), 5)))
+	}
+	if rt == nil {
+		return nil // remote Incus: no host-side socket to confirm through
+	}
+	if err := confirmReload(ctx, rt, before); err != nil {
+		return rollback(err)
+	}
+	return nil
+}
+
+// confirmReload waits until the master reports a reload (or a new master)
+// after before, and fails if that reload failed.
+func confirmReload(ctx context.Context, rt *haproxy.Runtime, before *haproxy.Processes) error {
+	deadline := time.Now().Add(15 * time.Second)
+	var last error
+	for {
+		p, err := rt.ShowProc(ctx)
+		switch {
+		case err != nil:
+			last = err
+		case before != nil && p.MasterPID == before.MasterPID && p.Reloads == before.Reloads:
+			last = errors.New("the master has not reloaded yet")
+		case p.Failed > 0:
+			return fmt.Errorf("HAProxy failed to load the new config (master reports %d failed reload(s)); the old worker keeps serving; see journalctl -u haproxy in the container", p.Failed)
+		case len(p.Workers) == 0:
+			last = errors.New("no worker yet")
+		default:
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("could not confirm the reload through the master socket: %v", last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// alerts keeps the lines of haproxy -c output worth showing, with the
+// temporary file name replaced by the real one.
+func alerts(out, tmp string) string {
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "[ALERT]") || strings.Contains(l, "[WARNING]") {
+			keep = append(keep, strings.ReplaceAll(l, tmp, haproxy.ConfigPath))
+		}
+	}
+	if len(keep) == 0 {
+		return tail(out, 10)
+	}
+	return strings.Join(keep, "\n")
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// record writes the status after a successful pass. An unchanged pass
+// rewrites nothing unless the status itself must change.
+func (a *Applier) record(ctx context.Context, lb *specs.LoadBalancer, specHash, configHash string, changed bool) error {
+	in := lb.Spec.Instance
+	inst, err := a.Incus.GetInstance(ctx, in.Project, in.Name)
+	if err != nil {
+		return err
+	}
+	old := StatusFromConfig(inst.Config)
+	st := old
+	st.LB, st.Source, st.ConfigHash = lb.Metadata.Name, lb.Source, configHash
+	if st.SpecHash != specHash {
+		st.SpecHash = specHash
+		st.Generation++
+	}
+	now := a.now()
+	if changed || st.AppliedAt.IsZero() {
+		st.AppliedAt = now.UTC().Truncate(time.Second)
+	}
+	st.SetCondition(Condition{Type: ConditionReady, Status: "True", Reason: "Applied",
+		Message: "HAProxy runs the desired config", ObservedGeneration: st.Generation}, now)
+	st.SetCondition(Condition{Type: ConditionDegraded, Status: "False", Reason: "Applied", ObservedGeneration: st.Generation}, now)
+	return a.writeStatus(ctx, lb, old, st)
+}
+
+func (a *Applier) writeStatus(ctx context.Context, lb *specs.LoadBalancer, old, st Status) error {
+	oldKeys, newKeys := old.Keys(), st.Keys()
+	diff := map[string]string{}
+	for k, v := range newKeys {
+		if oldKeys[k] != v {
+			diff[k] = v
+		}
+	}
+	if len(diff) == 0 {
+		return nil
+	}
+	in := lb.Spec.Instance
+	return a.Incus.UpdateConfig(ctx, in.Project, in.Name, diff)
+}
+
+// fail records a failed pass as Degraded (when the instance exists) and
+// returns err. The config that runs is left alone.
+func (a *Applier) fail(ctx context.Context, lb *specs.LoadBalancer, specHash, reason string, err error) error {
+	in := lb.Spec.Instance
+	inst, gerr := a.Incus.GetInstance(ctx, in.Project, in.Name)
+	if gerr != nil {
+		return err
+	}
+	old := StatusFromConfig(inst.Config)
+	st := old
+	st.LB = lb.Metadata.Name
+	now := a.now()
+	st.SetCondition(Condition{Type: ConditionDegraded, Status: "True", Reason: reason,
+		Message: truncate(err.Error(), 1000), ObservedGeneration: st.Generation}, now)
+	if werr := a.writeStatus(ctx, lb, old, st); werr != nil {
+		a.Log.Error(werr, "recording the failure", "lb", lb.Metadata.Name)
+	}
+	return err
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,102 @@
+package controller
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// Instance config keys where incuslb records what it applied and saw.
+const (
+	KeyLB         = "user.incuslb.lb"          // the LoadBalancer's name; marks the instance as incuslb's
+	KeySource     = "user.incuslb.source"      // the spec file it came from
+	KeySpecHash   = "user.incuslb.spec-hash"   // hash of the defaulted spec and certificate
+	KeyGeneration = "user.incuslb.generation"  // bumped whenever the spec hash changes
+	KeyConfigHash = "user.incuslb.config-hash" // hash of the haproxy.cfg last applied
+	KeyAppliedAt  = "user.incuslb.applied-at"  // RFC 3339 time of the last change applied
+	KeyConditions = "user.incuslb.conditions"  // JSON list of Condition
+)
+
+// Condition types, as Kubernetes controllers report them.
+const (
+	ConditionReady       = "Ready"
+	ConditionProgressing = "Progressing"
+	ConditionDegraded    = "Degraded"
+)
+
+// Condition is one observed aspect of a LoadBalancer.
+type Condition struct {
+	Type               string    `json:"type"`
+	Status             string    `json:"status"` // "True" or "False"
+	Reason             string    `json:"reason,omitempty"`
+	Message            string    `json:"message,omitempty"`
+	ObservedGeneration int64     `json:"observedGeneration"`
+	LastTransitionTime time.Time `json:"lastTransitionTime"`
+}
+
+// Status is what incuslb recorded on an LB instance.
+type Status struct {
+	LB         string      `json:"lb"`
+	Source     string      `json:"source,omitempty"`
+	SpecHash   string      `json:"specHash,omitempty"`
+	Generation int64       `json:"generation"`
+	ConfigHash string      `json:"configHash,omitempty"`
+	AppliedAt  time.Time   `json:"appliedAt,omitzero"`
+	Conditions []Condition `json:"conditions,omitempty"`
+}
+
+// StatusFromConfig reads the recorded status from instance config.
+func StatusFromConfig(cfg map[string]string) Status {
+	s := Status{
+		LB:         cfg[KeyLB],
+		Source:     cfg[KeySource],
+		SpecHash:   cfg[KeySpecHash],
+		ConfigHash: cfg[KeyConfigHash],
+	}
+	s.Generation, _ = strconv.ParseInt(cfg[KeyGeneration], 10, 64)
+	s.AppliedAt, _ = time.Parse(time.RFC3339, cfg[KeyAppliedAt])
+	_ = json.Unmarshal([]byte(cfg[KeyConditions]), &s.Conditions)
+	return s
+}
+
+// Keys is the status as instance config keys.
+func (s Status) Keys() map[string]string {
+	conds, _ := json.Marshal(s.Conditions)
+	keys := map[string]string{
+		KeyLB:         s.LB,
+		KeySource:     s.Source,
+		KeySpecHash:   s.SpecHash,
+		KeyGeneration: strconv.FormatInt(s.Generation, 10),
+		KeyConfigHash: s.ConfigHash,
+		KeyConditions: string(conds),
+		KeyAppliedAt:  "",
+	}
+	if !s.AppliedAt.IsZero() {
+		keys[KeyAppliedAt] = s.AppliedAt.UTC().Format(time.RFC3339)
+	}
+	return keys
+}
+
+// Condition returns the condition of type t, or nil.
+func (s *Status) Condition(t string) *Condition {
+	for i := range s.Conditions {
+		if s.Conditions[i].Type == t {
+			return &s.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// SetCondition sets a condition, keeping its transition time when its
+// status does not change.
+func (s *Status) SetCondition(c Condition, now time.Time) {
+	c.LastTransitionTime = now.UTC().Truncate(time.Second)
+	if old := s.Condition(c.Type); old != nil {
+		if old.Status == c.Status {
+			c.LastTransitionTime = old.LastTransitionTime
+		}
+		*old = c
+		return
+	}
+	s.Conditions = append(s.Conditions, c)
+}

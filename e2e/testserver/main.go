@@ -1,0 +1,141 @@
+// Command testserver is the backend the e2e suite runs in its containers.
+//
+// In app mode it answers on each of -ports with its name: every response
+// carries "X-Served-By: NAME" and the body "NAME PATH\n"; /api/v1/health and
+// /health answer 200; /slow?d=DURATION answers after that long (for drain
+// tests).
+//
+// In forgejo mode it behaves like the seed's Forgejo: HTTPS only on -addr
+// with a self-signed certificate made at start, plain HTTP gets 400, a
+// request whose Host is not -host gets 400, and the right Host gets a 302
+// to /login (which answers 200).
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"flag"
+	"fmt"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	hostname, _ := os.Hostname()
+	name := flag.String("name", hostname, "name to answer with")
+	mode := flag.String("mode", "app", "app or forgejo")
+	ports := flag.String("ports", "8080,8082", "app mode: comma-separated ports")
+	addr := flag.String("addr", ":3000", "forgejo mode: listen address")
+	host := flag.String("host", "forgejo.example.org", "forgejo mode: the Host it serves")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var servers []*http.Server
+	switch *mode {
+	case "app":
+		for _, p := range strings.Split(*ports, ",") {
+			srv := &http.Server{Addr: ":" + p, Handler: app(*name), ReadHeaderTimeout: 10 * time.Second}
+			servers = append(servers, srv)
+			go serve(srv.ListenAndServe)
+		}
+	case "forgejo":
+		cert, err := selfSigned(*host)
+		if err != nil {
+			log.Fatal(err)
+		}
+		srv := &http.Server{Addr: *addr, Handler: forgejo(*name, *host), ReadHeaderTimeout: 10 * time.Second,
+			TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+		servers = append(servers, srv)
+		go serve(func() error { return srv.ListenAndServeTLS("", "") })
+	default:
+		log.Fatalf("unknown mode %q", *mode)
+	}
+	<-ctx.Done()
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		_ = s.Shutdown(shutdown)
+	}
+}
+
+func serve(f func() error) {
+	if err := f(); err != nil && err != http.ErrServerClosed {
+		log.Fatal(err)
+	}
+}
+
+func app(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Served-By", name)
+		switch r.URL.Path {
+		case "/api/v1/health", "/health":
+			fmt.Fprintln(w, "ok")
+			return
+		case "/slow":
+			d, err := time.ParseDuration(r.URL.Query().Get("d"))
+			if err != nil || d > time.Minute {
+				http.Error(w, "d must be a duration up to 1m", http.StatusBadRequest)
+				return
+			}
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		fmt.Fprintf(w, "%s %s\n", name, r.URL.Path)
+	})
+}
+
+func forgejo(name, host string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Served-By", name)
+		h, _, err := net.SplitHostPort(r.Host)
+		if err != nil {
+			h = r.Host
+		}
+		if !strings.EqualFold(h, host) {
+			http.Error(w, "unexpected Host "+r.Host, http.StatusBadRequest)
+			return
+		}
+		if r.URL.Path == "/login" {
+			fmt.Fprintf(w, "%s login\n", name)
+			return
+		}
+		http.Redirect(w, r, "/login", http.StatusFound)
+	})
+}
+
+func selfSigned(host string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: host},
+		DNSNames:     []string{host},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}

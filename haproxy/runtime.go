@@ -1,0 +1,248 @@
+package haproxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Dialer opens a connection to one of HAProxy's sockets.
+type Dialer func(ctx context.Context) (net.Conn, error)
+
+// UnixDialer dials a unix socket, e.g. the host side of an Incus proxy
+// device that forwards to the socket in the container.
+func UnixDialer(path string) Dialer {
+	return func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}
+}
+
+// Runtime speaks HAProxy's runtime API on the admin socket and the master
+// CLI on the master socket.
+type Runtime struct {
+	Admin  Dialer
+	Master Dialer
+}
+
+// commandTimeout bounds one runtime API exchange.
+const commandTimeout = 5 * time.Second
+
+// Command sends one command to the admin socket and returns the answer.
+// HAProxy closes the connection after answering a non-interactive command.
+// The write side is never half-closed: an Incus proxy device would drop
+// the answer.
+func (r *Runtime) Command(ctx context.Context, cmd string) (string, error) {
+	return exchange(ctx, r.Admin, cmd+"\n")
+}
+
+// MasterCommand sends one command to the master CLI, which stays open
+// until told to quit.
+func (r *Runtime) MasterCommand(ctx context.Context, cmd string) (string, error) {
+	return exchange(ctx, r.Master, cmd+";quit\n")
+}
+
+func exchange(ctx context.Context, dial Dialer, payload string) (string, error) {
+	if dial == nil {
+		return "", fmt.Errorf("no runtime API socket configured")
+	}
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	conn, err := dial(ctx)
+	if err != nil {
+		return "", fmt.Errorf("runtime API: %w", err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := io.WriteString(conn, payload); err != nil {
+		return "", fmt.Errorf("runtime API: %w", err)
+	}
+	out, err := io.ReadAll(conn)
+	if err != nil {
+		return string(out), fmt.Errorf("runtime API: %w", err)
+	}
+	return string(out), nil
+}
+
+// Admin states (srv_admin_state bits) and operational states of a server.
+const (
+	adminMaint = 0x01 | 0x02 | 0x20 // forced, inherited, DNS maintenance
+	adminDrain = 0x08 | 0x10        // forced, inherited drain
+	// 0x04 (disabled in the config) stays set on parked slots even once
+	// they are made ready at run time, so it does not mean maintenance.
+	adminConfigDisabled = 0x04
+
+	opStopped  = 0
+	opStarting = 1
+	opRunning  = 2
+	opStopping = 3
+)
+
+// ServerState is one row of `show servers state`.
+type ServerState struct {
+	Backend     string
+	Name        string
+	Address     string
+	Port        int
+	OpState     int
+	AdminState  int
+	CheckStatus int
+	// Since is how long the server has been in its current state.
+	Since time.Duration
+}
+
+// State is UP, DOWN, DRAIN or MAINT, as an operator reads it. A parked
+// slot (in maintenance at 127.0.0.1:1) is MAINT.
+func (s ServerState) State() string {
+	switch {
+	case s.AdminState&adminMaint != 0:
+		return "MAINT"
+	case s.AdminState&adminConfigDisabled != 0 && s.Address == parkedAddress && s.Port == parkedPort:
+		return "MAINT"
+	case s.AdminState&adminDrain != 0:
+		return "DRAIN"
+	case s.OpState == opRunning || s.OpState == opStarting:
+		return "UP"
+	}
+	return "DOWN"
+}
+
+// ServersState returns the servers of backend ("" for every backend).
+func (r *Runtime) ServersState(ctx context.Context, backend string) ([]ServerState, error) {
+	out, err := r.Command(ctx, strings.TrimSpace("show servers state "+backend))
+	if err != nil {
+		return nil, err
+	}
+	return ParseServersState(out)
+}
+
+// ParseServersState parses the answer of `show servers state`: a version
+// line, a "# " header naming the columns, then one row per server.
+func ParseServersState(out string) ([]ServerState, error) {
+	var cols map[string]int
+	var states []ServerState
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || line == "1":
+			continue
+		case strings.HasPrefix(line, "# "):
+			cols = map[string]int{}
+			for i, c := range strings.Fields(line[2:]) {
+				cols[c] = i
+			}
+			continue
+		case cols == nil:
+			return nil, fmt.Errorf("show servers state: unexpected answer %q", firstLine(out))
+		}
+		f := strings.Fields(line)
+		get := func(c string) string {
+			if i, ok := cols[c]; ok && i < len(f) {
+				return f[i]
+			}
+			return ""
+		}
+		atoi := func(c string) int { n, _ := strconv.Atoi(get(c)); return n }
+		states = append(states, ServerState{
+			Backend:     get("be_name"),
+			Name:        get("srv_name"),
+			Address:     get("srv_addr"),
+			Port:        atoi("srv_port"),
+			OpState:     atoi("srv_op_state"),
+			AdminState:  atoi("srv_admin_state"),
+			CheckStatus: atoi("srv_check_status"),
+			Since:       time.Duration(atoi("srv_time_since_last_change")) * time.Second,
+		})
+	}
+	if cols == nil {
+		return nil, fmt.Errorf("show servers state: unexpected answer %q", firstLine(out))
+	}
+	return states, nil
+}
+
+// Processes is what `show proc` on the master CLI says.
+type Processes struct {
+	MasterPID int
+	// Reloads counts the master's reloads since it started.
+	Reloads int
+	// Failed counts failed reloads since the last successful one.
+	Failed     int
+	Workers    []int // PIDs of current workers
+	OldWorkers []int // PIDs of workers still finishing sessions after a reload
+}
+
+// ShowProc asks the master for its processes.
+func (r *Runtime) ShowProc(ctx context.Context) (Processes, error) {
+	out, err := r.MasterCommand(ctx, "show proc")
+	if err != nil {
+		return Processes{}, err
+	}
+	return ParseShowProc(out)
+}
+
+// ParseShowProc parses the answer of the master CLI's `show proc`.
+func ParseShowProc(out string) (Processes, error) {
+	var p Processes
+	section := "master"
+	seen := false
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+			continue
+		case strings.HasPrefix(line, "# workers"):
+			section = "workers"
+			continue
+		case strings.HasPrefix(line, "# old workers"):
+			section = "old"
+			continue
+		case strings.HasPrefix(line, "#"):
+			if !strings.HasPrefix(line, "#<PID>") {
+				section = "other"
+			}
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		pid, err := strconv.Atoi(f[0])
+		if err != nil {
+			continue
+		}
+		switch {
+		case section == "master" && f[1] == "master":
+			seen = true
+			p.MasterPID = pid
+			p.Reloads, _ = strconv.Atoi(f[2])
+			if i := strings.Index(line, "[failed: "); i >= 0 {
+				p.Failed, _ = strconv.Atoi(strings.TrimSuffix(strings.Fields(line[i+len("[failed: "):])[0], "]"))
+			}
+		case section == "workers" && f[1] == "worker":
+			p.Workers = append(p.Workers, pid)
+		case section == "old" && f[1] == "worker":
+			p.OldWorkers = append(p.OldWorkers, pid)
+		}
+	}
+	if !seen {
+		return p, fmt.Errorf("show proc: no master in answer %q", firstLine(out))
+	}
+	return p, nil
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	if len(l) > 120 {
+		l = l[:120]
+	}
+	return l
+}

@@ -1,0 +1,7 @@
+// Package incus is everything incuslb says to Incus: listing instances with
+// their labels and addresses, creating and starting instances, reading and
+// writing files in them, running commands, updating config keys and devices.
+//
+// It returns plain data (Instance) and knows nothing of HAProxy. Callers
+// declare the narrow interfaces they need; *Client satisfies them.
+package incus

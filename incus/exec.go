@@ -1,0 +1,60 @@
+package incus
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	incusclient "github.com/lxc/incus/v6/client"
+	"github.com/lxc/incus/v6/shared/api"
+)
+
+// ExecResult is the outcome of a command run in an instance.
+type ExecResult struct {
+	Code   int // exit code; 127 when the command does not exist
+	Stdout []byte
+	Stderr []byte
+}
+
+// Output is stdout and stderr together, trimmed, for messages.
+func (r ExecResult) Output() string {
+	return strings.TrimSpace(string(r.Stdout) + string(r.Stderr))
+}
+
+// Exec runs argv in an instance and returns its exit code and output. An
+// error means the command could not be run at all; a non-zero exit is not
+// an error.
+func (c *Client) Exec(ctx context.Context, project, name string, argv []string, stdin []byte) (ExecResult, error) {
+	var stdout, stderr bytes.Buffer
+	dataDone := make(chan bool)
+	args := &api.InstanceExecPost{Command: argv, WaitForWS: true, Environment: map[string]string{
+		"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"LANG": "C.UTF-8",
+	}}
+	var in io.ReadCloser
+	if stdin != nil {
+		in = io.NopCloser(bytes.NewReader(stdin))
+	}
+	op, err := c.in(project).ExecInstance(name, *args, &incusclient.InstanceExecArgs{
+		Stdin: in, Stdout: &stdout, Stderr: &stderr, DataDone: dataDone,
+	})
+	if err != nil {
+		return ExecResult{}, fmt.Errorf("exec %q in %s: %w", strings.Join(argv, " "), name, notFound(err))
+	}
+	werr := op.WaitContext(ctx)
+	code := -1
+	if v, ok := op.Get().Metadata["return"].(float64); ok {
+		code = int(v)
+	}
+	if werr != nil && code == -1 {
+		return ExecResult{}, fmt.Errorf("exec %q in %s: %w", strings.Join(argv, " "), name, werr)
+	}
+	select {
+	case <-dataDone:
+	case <-ctx.Done():
+		return ExecResult{}, ctx.Err()
+	}
+	return ExecResult{Code: code, Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}, nil
+}
