@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 10s
 
-.PHONY: all build test unit fuzz lint deps demo-render clean
+.PHONY: all build test unit fuzz lint deps demo-render clean incus-env e2e
 
 all: build
 
@@ -37,3 +37,11 @@ demo-render: build
 
 clean:
 	rm -rf bin
+
+## incus-env: install and start Incus, the bridge and the HAProxy image (idempotent).
+incus-env:
+	bash hack/incus-env.sh
+
+## e2e: the end-to-end suite on real Incus and real HAProxy.
+e2e: incus-env
+	$(GO) test -v -tags e2e -count=1 -timeout 30m ./e2e/ -ginkgo.v

@@ -67,7 +67,9 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	w.line("    option httplog")
 	w.line("    option dontlognull")
 	w.line("    option forwardfor")
-	w.line("    option redispatch")
+	// Retry a failed connection on another server at once: a client pinned
+	// to a dead server by its cookie is re-balanced, not failed.
+	w.line("    option redispatch 1")
 	w.line("    retries 3")
 	w.line("    timeout connect %s", hapDuration(d.Timeouts.Connect.Duration))
 	w.line("    timeout client %s", hapDuration(d.Timeouts.Client.Duration))

@@ -169,4 +169,3 @@ func asDiffError(err error) error {
 	}
 	return &exitError{code: 2, err: err}
 }
-

@@ -1,0 +1,233 @@
+//go:build e2e
+
+// Package e2e is incuslb's end-to-end suite: real Incus, real HAProxy in a
+// real container, backends that are real containers running testserver.
+// It works in an Incus project of its own, made for the run, and removes
+// only what it made. Run it with `make e2e` (after `make incus-env`).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+// Named timeouts for Eventually.
+const (
+	instanceUp   = 90 * time.Second // a container started and answering
+	checkWindow  = 30 * time.Second // health checks settle (inter 1s, fall 3, rise 2)
+	applySettles = 60 * time.Second
+)
+
+// The image hack/incus-env.sh imports.
+const image = "lb-haproxy"
+
+var (
+	project  string // the suite's own Incus project
+	workDir  string // temporary files: binaries, specs, certificates
+	bin      string // the incuslb binary under test
+	server   string // the testserver binary pushed into backends
+	cliLog   lockedBuffer
+	setupCtx = context.Background()
+)
+
+func TestE2E(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "incuslb e2e (real Incus, real HAProxy)")
+}
+
+var _ = BeforeSuite(func() {
+	_, err := exec.LookPath("incus")
+	Expect(err).NotTo(HaveOccurred(), "the incus CLI is missing: run make incus-env")
+	out, err := exec.Command("incus", "info").CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "Incus does not answer (run make incus-env): %s", out)
+	out, err = exec.Command("incus", "image", "info", image).CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "image %s is missing (run make incus-env): %s", image, out)
+
+	workDir, err = os.MkdirTemp("", "incuslb-e2e-")
+	Expect(err).NotTo(HaveOccurred())
+	root, err := filepath.Abs("..")
+	Expect(err).NotTo(HaveOccurred())
+	bin = filepath.Join(workDir, "incuslb")
+	server = filepath.Join(workDir, "testserver")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/incuslb")
+	build.Dir = root
+	Expect(build.CombinedOutput()).Error().NotTo(HaveOccurred())
+	build = exec.Command("go", "build", "-o", server, "./e2e/testserver")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	Expect(build.CombinedOutput()).Error().NotTo(HaveOccurred())
+
+	var suffix [3]byte
+	_, _ = rand.Read(suffix[:])
+	project = "incuslb-e2e-" + hex.EncodeToString(suffix[:])
+	// Images and profiles come from the default project.
+	incusOK("project", "create", project, "-c", "features.images=false", "-c", "features.profiles=false")
+	GinkgoWriter.Printf("e2e project: %s, work dir: %s\n", project, workDir)
+})
+
+var _ = AfterSuite(func() {
+	if project != "" && os.Getenv("INCUSLB_E2E_KEEP") == "" {
+		out, _ := exec.Command("incus", "list", "--project", project, "--format", "json").Output()
+		var insts []struct{ Name string }
+		_ = json.Unmarshal(out, &insts)
+		for _, i := range insts {
+			_, _ = incus("delete", "--force", i.Name)
+		}
+		_, _ = exec.Command("incus", "project", "delete", project).CombinedOutput()
+		_ = os.RemoveAll("/run/incuslb/" + project + "_e2e-lb.admin.sock")
+		_ = os.RemoveAll("/run/incuslb/" + project + "_e2e-lb.master.sock")
+	}
+	if workDir != "" {
+		_ = os.RemoveAll(workDir)
+	}
+})
+
+// incus runs the incus CLI in the suite's project.
+func incus(args ...string) (string, error) {
+	cmd := exec.Command("incus", append([]string{"--project", project}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("incus %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+func incusOK(args ...string) string {
+	GinkgoHelper()
+	var out string
+	var err error
+	if len(args) > 0 && args[0] == "project" {
+		var b []byte
+		b, err = exec.Command("incus", args...).CombinedOutput()
+		out = string(b)
+	} else {
+		out, err = incus(args...)
+	}
+	Expect(err).NotTo(HaveOccurred())
+	return out
+}
+
+// cli runs incuslb and returns its exit code, stdout and stderr. Its
+// output goes to the controller log dumped on failure.
+func cli(args ...string) (int, string, string) {
+	GinkgoHelper()
+	cmd := exec.Command(bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		Expect(err).NotTo(HaveOccurred())
+	}
+	fmt.Fprintf(&cliLog, "$ incuslb %s  (exit %d)\n%s%s", strings.Join(args, " "), code, stdout.String(), stderr.String())
+	return code, stdout.String(), stderr.String()
+}
+
+// backend launches a container running testserver, with config keys, and
+// waits until it has an address. mode is "app" or "forgejo".
+func backend(name, mode string, config map[string]string) {
+	GinkgoHelper()
+	args := []string{"launch", image, name}
+	for k, v := range config {
+		args = append(args, "-c", k+"="+v)
+	}
+	incusOK(args...)
+	// Wait until systemd is up, so that the unit can be enabled.
+	Eventually(func() error {
+		_, err := incus("exec", name, "--", "systemctl", "is-system-running", "--wait")
+		if err != nil && !strings.Contains(err.Error(), "degraded") {
+			return err
+		}
+		return nil
+	}, instanceUp, time.Second).Should(Succeed())
+	incusOK("file", "push", "--uid", "0", "--gid", "0", "--mode", "0755", server, name+"/usr/local/bin/testserver")
+	execStart := "/usr/local/bin/testserver"
+	if mode == "forgejo" {
+		execStart += " -mode forgejo -addr :3000 -host forgejo.example.org"
+	}
+	unit := fmt.Sprintf("[Unit]\nDescription=incuslb e2e test server\nAfter=network.target\n\n[Service]\nExecStart=%s\nRestart=always\n\n[Install]\nWantedBy=multi-user.target\n", execStart)
+	unitFile := filepath.Join(workDir, name+".service")
+	Expect(os.WriteFile(unitFile, []byte(unit), 0o644)).To(Succeed())
+	incusOK("file", "push", "--uid", "0", "--gid", "0", "--mode", "0644", unitFile, name+"/etc/systemd/system/testserver.service")
+	incusOK("exec", name, "--", "systemctl", "daemon-reload")
+	incusOK("exec", name, "--", "systemctl", "enable", "--now", "testserver")
+	Eventually(func() string { return ipv4(name) }, instanceUp, 200*time.Millisecond).ShouldNot(BeEmpty())
+}
+
+// ipv4 is an instance's global IPv4 address on eth0, or "".
+func ipv4(name string) string {
+	out, err := exec.Command("incus", "--project", project, "list", name, "--format", "json").Output()
+	if err != nil {
+		return ""
+	}
+	var insts []struct {
+		Name  string
+		State struct {
+			Network map[string]struct {
+				Addresses []struct{ Family, Address, Scope string }
+			}
+		}
+	}
+	if json.Unmarshal(out, &insts) != nil {
+		return ""
+	}
+	for _, i := range insts {
+		if i.Name != name {
+			continue
+		}
+		for _, a := range i.State.Network["eth0"].Addresses {
+			if a.Family == "inet" && a.Scope == "global" {
+				return a.Address
+			}
+		}
+	}
+	return ""
+}
+
+// inParallel runs fs at once and waits for all of them.
+func inParallel(fs ...func()) {
+	GinkgoHelper()
+	var wg sync.WaitGroup
+	for _, f := range fs {
+		wg.Add(1)
+		go func() {
+			defer GinkgoRecover()
+			defer wg.Done()
+			f()
+		}()
+	}
+	wg.Wait()
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
