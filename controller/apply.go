@@ -160,14 +160,12 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 		return plan, nil
 	}
 
-	if plan.PushCert {
-		if err := a.pushCert(ctx, lb, cert); err != nil {
-			return plan, a.fail(ctx, lb, specHash, "CertificatePushFailed", err)
-		}
-		log.Info("pushed certificate", "path", haproxy.CertPath(lb, haproxy.Options{}))
-	}
 	if plan.Reload != "" {
-		if err := a.swapAndReload(ctx, lb, running, desired, plan.ConfigDiff != "", plan.Reload, log); err != nil {
+		st := stage{lb: lb, running: running, desired: desired, runningCert: runningCert}
+		if plan.PushCert {
+			st.cert = cert
+		}
+		if err := a.applyStaged(ctx, &st, plan.ConfigDiff != "", plan.Reload, log); err != nil {
 			return plan, a.fail(ctx, lb, specHash, "ApplyFailed", err)
 		}
 	}
@@ -417,54 +415,81 @@ func (a *Applier) haproxyIDs(ctx context.Context, lb *specs.LoadBalancer) (uid, 
 	return 0, 0, fmt.Errorf("no haproxy user in %s/%s", in.Project, in.Name)
 }
 
-func (a *Applier) pushCert(ctx context.Context, lb *specs.LoadBalancer, cert []byte) error {
-	in := lb.Spec.Instance
-	uid, gid, err := a.haproxyIDs(ctx, lb)
-	if err != nil {
-		return err
-	}
-	if err := a.Incus.Mkdir(ctx, in.Project, in.Name, haproxy.CertDir, incus.FileMode{UID: 0, GID: gid, Mode: 0o750}); err != nil {
-		return err
-	}
-	return a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.CertPath(lb, haproxy.Options{}), cert,
-		incus.FileMode{UID: uid, GID: gid, Mode: 0o600})
+// stage is one change to apply: the files as they run and as desired.
+type stage struct {
+	lb                   *specs.LoadBalancer
+	running, desired     []byte
+	runningCert, cert    []byte // cert is nil when it does not change
+	certTmp, cfgTmp      string
+	checkTmp             string
+	uid, gid             int64
+	certSwapped, swapped bool
 }
 
-// swapAndReload validates desired in the container, swaps it in
-// atomically and reloads HAProxy, confirming through the master socket that
-// the reload took. On any failure the previous file is put back, and the
-// running HAProxy keeps its config.
-func (a *Applier) swapAndReload(ctx context.Context, lb *specs.LoadBalancer, running, desired []byte, swap bool, reason string, log logr.Logger) error {
-	in := lb.Spec.Instance
-	if swap {
-		tmp, err := a.Incus.WriteTemp(ctx, in.Project, in.Name, haproxy.ConfigPath, desired, incus.FileMode{UID: 0, GID: 0, Mode: 0o644})
+// applyStaged writes every changed file under a temporary name, has HAProxy
+// check the new config against the new certificate, renames both into
+// place and reloads, confirming through the master socket that the reload
+// took. If anything fails before the renames, nothing on disk changed; if
+// the reload fails, the previous files are put back. Either way the running
+// HAProxy keeps serving what it served.
+func (a *Applier) applyStaged(ctx context.Context, st *stage, configChanged bool, reason string, log logr.Logger) error {
+	in := st.lb.Spec.Instance
+	certPath := haproxy.CertPath(st.lb, haproxy.Options{})
+	defer a.removeTemps(ctx, st)
+	if st.cert != nil {
+		var err error
+		if st.uid, st.gid, err = a.haproxyIDs(ctx, st.lb); err != nil {
+			return err
+		}
+		if err := a.Incus.Mkdir(ctx, in.Project, in.Name, haproxy.CertDir, incus.FileMode{UID: 0, GID: st.gid, Mode: 0o750}); err != nil {
+			return err
+		}
+		if st.certTmp, err = a.Incus.WriteTemp(ctx, in.Project, in.Name, certPath, st.cert, incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o600}); err != nil {
+			return err
+		}
+	}
+	rootFile := incus.FileMode{UID: 0, GID: 0, Mode: 0o644}
+	if configChanged {
+		var err error
+		if st.cfgTmp, err = a.Incus.WriteTemp(ctx, in.Project, in.Name, haproxy.ConfigPath, st.desired, rootFile); err != nil {
+			return err
+		}
+	}
+	// The config HAProxy checks is the desired one, reading the staged
+	// certificate when there is one.
+	check := st.cfgTmp
+	if st.certTmp != "" {
+		var err error
+		checkCfg := bytes.ReplaceAll(st.desired, []byte(" crt "+certPath+" "), []byte(" crt "+st.certTmp+" "))
+		if st.checkTmp, err = a.Incus.WriteTemp(ctx, in.Project, in.Name, haproxy.ConfigPath, checkCfg, rootFile); err != nil {
+			return err
+		}
+		check = st.checkTmp
+	}
+	if check != "" {
+		res, err := a.Incus.Exec(ctx, in.Project, in.Name, []string{"haproxy", "-c", "-f", check}, nil)
 		if err != nil {
 			return err
 		}
-		res, err := a.Incus.Exec(ctx, in.Project, in.Name, []string{"haproxy", "-c", "-f", tmp}, nil)
-		if err != nil || res.Code != 0 {
-			_ = a.Incus.Remove(ctx, in.Project, in.Name, tmp)
-			if err != nil {
-				return err
-			}
-			return fmt.Errorf("HAProxy rejects the new config; the running config is unchanged:\n%s", alerts(res.Output(), tmp))
+		if res.Code != 0 {
+			out := strings.ReplaceAll(res.Output(), st.certTmp, certPath)
+			return fmt.Errorf("HAProxy rejects the new config; nothing was changed and the running config keeps serving:\n%s", alerts(out, check))
 		}
-		if err := a.Incus.Rename(ctx, in.Project, in.Name, tmp, haproxy.ConfigPath); err != nil {
-			_ = a.Incus.Remove(ctx, in.Project, in.Name, tmp)
+	}
+	if st.certTmp != "" {
+		if err := a.Incus.Rename(ctx, in.Project, in.Name, st.certTmp, certPath); err != nil {
 			return err
 		}
+		st.certTmp, st.certSwapped = "", true
 	}
-	rollback := func(cause error) error {
-		if !swap || running == nil {
-			return cause
+	if st.cfgTmp != "" {
+		if err := a.Incus.Rename(ctx, in.Project, in.Name, st.cfgTmp, haproxy.ConfigPath); err != nil {
+			return a.rollback(ctx, st, err)
 		}
-		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.ConfigPath, running, incus.FileMode{UID: 0, GID: 0, Mode: 0o644}); err != nil {
-			return fmt.Errorf("%w (and restoring the previous config failed: %v)", cause, err)
-		}
-		return fmt.Errorf("%w; the previous config was put back", cause)
+		st.cfgTmp, st.swapped = "", true
 	}
 
-	rt := a.Runtime(lb)
+	rt := a.Runtime(st.lb)
 	var before *haproxy.Processes
 	if rt != nil {
 		if p, err := rt.ShowProc(ctx); err == nil {
@@ -474,18 +499,53 @@ func (a *Applier) swapAndReload(ctx context.Context, lb *specs.LoadBalancer, run
 	log.Info("reloading HAProxy", "reason", reason)
 	res, err := a.Incus.Exec(ctx, in.Project, in.Name, []string{"systemctl", "reload-or-restart", "haproxy"}, nil)
 	if err != nil {
-		return rollback(err)
+		return a.rollback(ctx, st, err)
 	}
 	if res.Code != 0 {
-		return rollback(fmt.Errorf("systemctl reload-or-restart haproxy failed (exit %d): %s", res.Code, tail(res.Output(), 5)))
+		return a.rollback(ctx, st, fmt.Errorf("systemctl reload-or-restart haproxy failed (exit %d): %s", res.Code, tail(res.Output(), 5)))
 	}
 	if rt == nil {
 		return nil // remote Incus: no host-side socket to confirm through
 	}
 	if err := confirmReload(ctx, rt, before); err != nil {
-		return rollback(err)
+		return a.rollback(ctx, st, err)
 	}
 	return nil
+}
+
+// rollback puts back the files a failed change replaced.
+func (a *Applier) rollback(ctx context.Context, st *stage, cause error) error {
+	in := st.lb.Spec.Instance
+	var failed []string
+	if st.swapped && st.running != nil {
+		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.ConfigPath, st.running, incus.FileMode{UID: 0, GID: 0, Mode: 0o644}); err != nil {
+			failed = append(failed, "config: "+err.Error())
+		}
+	}
+	if st.certSwapped && st.runningCert != nil {
+		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.CertPath(st.lb, haproxy.Options{}), st.runningCert,
+			incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o600}); err != nil {
+			failed = append(failed, "certificate: "+err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%w (and putting the previous files back failed: %s)", cause, strings.Join(failed, "; "))
+	}
+	if st.swapped || st.certSwapped {
+		return fmt.Errorf("%w; the previous files were put back", cause)
+	}
+	return cause
+}
+
+func (a *Applier) removeTemps(ctx context.Context, st *stage) {
+	in := st.lb.Spec.Instance
+	for _, tmp := range []string{st.certTmp, st.cfgTmp, st.checkTmp} {
+		if tmp != "" {
+			if err := a.Incus.Remove(ctx, in.Project, in.Name, tmp); err != nil {
+				a.Log.Error(err, "removing a temporary file", "path", tmp)
+			}
+		}
+	}
 }
 
 // confirmReload waits until the master reports a reload (or a new master)
@@ -550,7 +610,7 @@ func (a *Applier) record(ctx context.Context, lb *specs.LoadBalancer, specHash, 
 		return err
 	}
 	old := StatusFromConfig(inst.Config)
-	st := old
+	st := old.Clone()
 	st.LB, st.Source, st.ConfigHash = lb.Metadata.Name, lb.Source, configHash
 	if st.SpecHash != specHash {
 		st.SpecHash = specHash
@@ -590,7 +650,7 @@ func (a *Applier) fail(ctx context.Context, lb *specs.LoadBalancer, specHash, re
 		return err
 	}
 	old := StatusFromConfig(inst.Config)
-	st := old
+	st := old.Clone()
 	st.LB = lb.Metadata.Name
 	now := a.now()
 	st.SetCondition(Condition{Type: ConditionDegraded, Status: "True", Reason: reason,

@@ -59,6 +59,12 @@ func StatusFromConfig(cfg map[string]string) Status {
 	return s
 }
 
+// Clone returns a copy that shares nothing with s.
+func (s Status) Clone() Status {
+	s.Conditions = append([]Condition(nil), s.Conditions...)
+	return s
+}
+
 // Keys is the status as instance config keys.
 func (s Status) Keys() map[string]string {
 	conds, _ := json.Marshal(s.Conditions)

@@ -150,12 +150,7 @@ var _ = Describe("incuslb apply on real Incus", Ordered, func() {
 	})
 
 	It("4. serves the test's certificate on 443 and redirects HTTP", func() {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", lbAddr()+":443",
-			&tls.Config{ServerName: lbHost, RootCAs: pool(certFile)})
-		Expect(err).NotTo(HaveOccurred())
-		served := conn.ConnectionState().PeerCertificates[0]
-		conn.Close()
-		Expect(served.Raw).To(Equal(certDER(certFile)))
+		Expect(servedCert()).To(Equal(certDER(certFile)))
 
 		resp, err := plain.Get("http://" + lbAddr() + "/api/v1/items")
 		Expect(err).NotTo(HaveOccurred())
@@ -253,6 +248,31 @@ var _ = Describe("incuslb apply on real Incus", Ordered, func() {
 		Expect(status(client, "/")).To(Equal(200))
 	})
 
+	It("8b. reports a config HAProxy rejects, changes nothing, and keeps serving", func() {
+		before := runningConfig()
+		weak := filepath.Join(workDir, "weak.pem")
+		Expect(os.WriteFile(weak, testcert.WeakRSA(lbHost), 0o600)).To(Succeed())
+		body, _ := os.ReadFile(spec)
+		bad := filepath.Join(workDir, "weak.yaml")
+		Expect(os.WriteFile(bad, []byte(strings.Replace(string(body), certFile, weak, 1)), 0o644)).To(Succeed())
+
+		code, _, stderr := cli("apply", "-f", bad)
+		Expect(code).To(Equal(1))
+		Expect(stderr).To(ContainSubstring("HAProxy rejects the new config"))
+		Expect(stderr).To(ContainSubstring("unable to load SSL certificate"))
+		Expect(stderr).NotTo(ContainSubstring("PRIVATE KEY"))
+		Expect(runningConfig()).To(Equal(before))
+		Expect(servedCert()).To(Equal(certDER(certFile)), "the old certificate keeps serving")
+		Expect(status(client, "/")).To(Equal(200))
+		_, out, _ := cli("status", "e2e")
+		Expect(out).To(ContainSubstring("Degraded=True (ApplyFailed)"))
+
+		code, _, stderr = cli("apply", "-f", spec)
+		Expect(code).To(Equal(0), stderr)
+		_, out, _ = cli("status", "e2e")
+		Expect(out).To(ContainSubstring("Degraded=False"))
+	})
+
 	It("shows the LB, its generation and each server's live state in status", func() {
 		code, out, stderr := cli("status", "e2e")
 		Expect(code).To(Equal(0), stderr)
@@ -295,6 +315,16 @@ func pool(certFile string) *x509.CertPool {
 	pemBytes, _ := os.ReadFile(certFile)
 	p.AppendCertsFromPEM(pemBytes)
 	return p
+}
+
+// servedCert is the DER of the certificate the LB serves on 443.
+func servedCert() []byte {
+	GinkgoHelper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", lbAddr()+":443",
+		&tls.Config{ServerName: lbHost, InsecureSkipVerify: true})
+	Expect(err).NotTo(HaveOccurred())
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].Raw
 }
 
 func certDER(certFile string) []byte {

@@ -3,9 +3,11 @@
 package testcert
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -23,6 +25,20 @@ func PEM(names ...string) []byte {
 	if err != nil {
 		panic(err)
 	}
+	return selfSigned(key, &key.PublicKey, names)
+}
+
+// WeakRSA is PEM with a 1024-bit RSA key: a pair Go accepts but that
+// OpenSSL 3, and so HAProxy, refuses to load ("ee key too small").
+func WeakRSA(names ...string) []byte {
+	key, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		panic(err)
+	}
+	return selfSigned(key, &key.PublicKey, names)
+}
+
+func selfSigned(key crypto.Signer, pub any, names []string) []byte {
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
@@ -40,7 +56,7 @@ func PEM(names ...string) []byte {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
 	if err != nil {
 		panic(err)
 	}
