@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 10s
 
-.PHONY: all build test unit fuzz lint deps demo-render clean incus-env e2e
+.PHONY: all build test unit fuzz lint deps demo demo-clean demo-render clean incus-env e2e
 
 all: build
 
@@ -16,8 +16,9 @@ build:
 deps:
 	@command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
 
-## test: lint, unit tests (goldens checked by real haproxy -c) and a short fuzz run.
-test: deps lint unit fuzz
+## test: everything CI runs: set up Incus, lint, unit tests (goldens checked
+## by real haproxy -c), a short fuzz run, and the e2e suite on real Incus.
+test: incus-env lint unit fuzz e2e
 
 unit:
 	$(GO) test -count=1 ./...
@@ -31,7 +32,16 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## demo-render: render the seed example with sample members.
+## demo: the local demo: Incus, the HAProxy container, labelled backends, traffic.
+demo:
+	bash hack/demo.sh
+
+## demo-clean: delete the demo's instances and project.
+demo-clean:
+	-incus --project incuslb-demo list --format csv -c n | xargs -r -n1 incus --project incuslb-demo delete --force
+	-incus project delete incuslb-demo
+
+## demo-render: render the seed example with sample members (no Incus needed).
 demo-render: build
 	$(BIN) render -f specs/examples/edge.yaml --members specs/examples/members/edge.yaml
 

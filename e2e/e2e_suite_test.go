@@ -156,7 +156,7 @@ func backend(name, mode string, config map[string]string) {
 		}
 		return nil
 	}, instanceUp, time.Second).Should(Succeed())
-	incusOK("file", "push", "--uid", "0", "--gid", "0", "--mode", "0755", server, name+"/usr/local/bin/testserver")
+	incusOK("--quiet", "file", "push", "--uid", "0", "--gid", "0", "--mode", "0755", server, name+"/usr/local/bin/testserver")
 	execStart := "/usr/local/bin/testserver"
 	if mode == "forgejo" {
 		execStart += " -mode forgejo -addr :3000 -host forgejo.example.org"
@@ -164,7 +164,7 @@ func backend(name, mode string, config map[string]string) {
 	unit := fmt.Sprintf("[Unit]\nDescription=incuslb e2e test server\nAfter=network.target\n\n[Service]\nExecStart=%s\nRestart=always\n\n[Install]\nWantedBy=multi-user.target\n", execStart)
 	unitFile := filepath.Join(workDir, name+".service")
 	Expect(os.WriteFile(unitFile, []byte(unit), 0o644)).To(Succeed())
-	incusOK("file", "push", "--uid", "0", "--gid", "0", "--mode", "0644", unitFile, name+"/etc/systemd/system/testserver.service")
+	incusOK("--quiet", "file", "push", "--uid", "0", "--gid", "0", "--mode", "0644", unitFile, name+"/etc/systemd/system/testserver.service")
 	incusOK("exec", name, "--", "systemctl", "daemon-reload")
 	incusOK("exec", name, "--", "systemctl", "enable", "--now", "testserver")
 	Eventually(func() string { return ipv4(name) }, instanceUp, 200*time.Millisecond).ShouldNot(BeEmpty())

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# demo.sh: the local demo. Brings up Incus (hack/incus-env.sh), starts two
+# api and two stream backends labelled user.role=api / user.role=stream in
+# the incuslb-demo project, applies specs/examples/demo.yaml, and sends a few
+# requests through the load balancer. Idempotent; `make demo-clean` removes it.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+PROJECT=incuslb-demo
+WORK=$ROOT/.cache/demo
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+bash hack/incus-env.sh
+mkdir -p "$WORK" bin
+go build -o bin/incuslb ./cmd/incuslb
+CGO_ENABLED=0 go build -o "$WORK/testserver" ./e2e/testserver
+printf '[Unit]\nDescription=incuslb demo backend\nAfter=network.target\n\n[Service]\nExecStart=/usr/local/bin/testserver\nRestart=always\n\n[Install]\nWantedBy=multi-user.target\n' >"$WORK/testserver.service"
+
+incus project show "$PROJECT" >/dev/null 2>&1 ||
+  incus project create "$PROJECT" -c features.images=false -c features.profiles=false >/dev/null
+
+backend() { # name role
+  if incus --project "$PROJECT" info "$1" >/dev/null 2>&1; then return; fi
+  echo "launching backend $1 (user.role=$2)"
+  incus --project "$PROJECT" launch lb-haproxy "$1" -c user.role="$2" >/dev/null
+  incus --project "$PROJECT" exec "$1" -- systemctl is-system-running --wait >/dev/null 2>&1 || true
+  incus --project "$PROJECT" --quiet file push --uid 0 --gid 0 --mode 0755 "$WORK/testserver" "$1/usr/local/bin/testserver"
+  incus --project "$PROJECT" --quiet file push --uid 0 --gid 0 --mode 0644 "$WORK/testserver.service" "$1/etc/systemd/system/testserver.service"
+  incus --project "$PROJECT" exec "$1" -- systemctl daemon-reload
+  incus --project "$PROJECT" exec "$1" -- systemctl enable --now testserver >/dev/null 2>&1
+}
+say "backends"
+for b in demo-api-1:api demo-api-2:api demo-stream-1:stream demo-stream-2:stream; do
+  backend "${b%%:*}" "${b##*:}" &
+done
+wait
+
+say "incuslb apply -f specs/examples/demo.yaml"
+bin/incuslb apply -f specs/examples/demo.yaml
+
+LB=$(incus --project "$PROJECT" list demo-lb -c 4 --format csv | awk '{print $1; exit}')
+say "waiting for the health checks (rise 2 x 2s)"
+for _ in $(seq 1 40); do
+  n=$(bin/incuslb status demo -o json | grep -c '"state": "UP"' || true)
+  [ "$n" -ge 4 ] && break
+  sleep 0.5
+done
+
+say "traffic through the load balancer at $LB"
+echo "api_pool, round-robin without a cookie:"
+for _ in 1 2 3 4; do curl -s --max-time 5 "http://$LB/api/v1/items"; done
+echo "api_pool, pinned by the VEZA_SERVERID cookie:"
+jar=$(mktemp)
+for _ in 1 2 3; do curl -s --max-time 5 -b "$jar" -c "$jar" "http://$LB/api/v1/items"; done
+rm -f "$jar"
+echo "stream_pool, the same URI always lands on the same backend:"
+for t in 7 7 7 12 12 31; do curl -s --max-time 5 "http://$LB/stream/track-$t"; done
+
+say "incuslb status demo"
+bin/incuslb status demo
+echo
+echo "Try: incus --project $PROJECT stop --force demo-api-1, then bin/incuslb status demo."
+echo "Remove everything with: make demo-clean"
