@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -50,8 +51,40 @@ type Applier struct {
 	SocketDir string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// Timeouts for waiting on the instance; defaults in waitFor.
+	// AddressTimeout bounds the wait for a new LB instance's address.
 	AddressTimeout time.Duration
+	// Metrics, when set, counts reloads and runtime updates.
+	Metrics *Metrics
+
+	drains  drains
+	checked keySet // instances known to have haproxy and the proxy devices
+}
+
+// keySet is a set of strings safe for concurrent use.
+type keySet struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (k *keySet) has(key string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.m[key]
+}
+
+func (k *keySet) add(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil {
+		k.m = map[string]bool{}
+	}
+	k.m[key] = true
+}
+
+func (k *keySet) remove(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.m, key)
 }
 
 // Plan says what a pass did, or would do with DryRun.
@@ -65,12 +98,18 @@ type Plan struct {
 	PushCert       bool
 	ConfigDiff     string // unified diff, running -> desired; "" when equal
 	Reload         string // why HAProxy must reload; "" for no reload
+	StartHAProxy   bool   // HAProxy was not running
+	Runtime        []string
 	Members        map[string][]haproxy.Member
+	// RequeueAfter asks for another pass soon: a member waits for its
+	// address, or drains.
+	RequeueAfter time.Duration
 }
 
 // Changed reports whether the pass changes anything.
 func (p *Plan) Changed() bool {
-	return p.CreateInstance || p.StartInstance || p.InstallHAProxy || p.PushCert || p.ConfigDiff != "" || p.Reload != ""
+	return p.CreateInstance || p.StartInstance || p.InstallHAProxy || p.StartHAProxy || p.PushCert ||
+		p.ConfigDiff != "" || p.Reload != "" || len(p.Runtime) > 0
 }
 
 // Paths of the proxy-device sockets on the host for an LB instance.
@@ -103,6 +142,12 @@ func (a *Applier) now() time.Time {
 // Apply makes one pass for lb, which must be defaulted and valid (files
 // included). With dryRun it changes nothing and only plans. On error,
 // whatever HAProxy ran before keeps running, with the config it had.
+//
+// A change of membership only (or of the certificate only) goes through
+// HAProxy's runtime API, and the file in the container is rewritten to
+// match without a reload; members that leave while they still run are
+// drained first. Anything else is a structural change: validated and
+// reloaded.
 func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool) (*Plan, error) {
 	in := lb.Spec.Instance
 	log := a.Log.WithValues("lb", lb.Metadata.Name, "instance", in.Project+"/"+in.Name)
@@ -118,49 +163,84 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 	if err != nil {
 		return plan, a.fail(ctx, lb, specHash, "InstanceNotReady", err)
 	}
+	// Discovery and the files do not depend on each other: read them at
+	// once. Files are read only from a running instance: Incus serves files
+	// of a stopped one through a file server that then keeps its rootfs
+	// busy, and an `incus delete` of it hangs.
+	var (
+		disc                 *discovery
+		running, runningCert []byte
+		discErr, readErr     error
+		wg                   sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() { defer wg.Done(); disc, discErr = a.discover(ctx, lb) }()
+	if inst != nil && inst.Running() {
+		if running, readErr = a.readOptional(ctx, lb, haproxy.ConfigPath); readErr == nil && cert != nil {
+			runningCert, readErr = a.readOptional(ctx, lb, haproxy.CertPath(lb, haproxy.Options{}))
+		}
+	}
+	wg.Wait()
+	if discErr != nil {
+		return plan, a.fail(ctx, lb, specHash, "DiscoveryFailed", discErr)
+	}
+	if readErr != nil {
+		return plan, a.fail(ctx, lb, specHash, "ReadFailed", readErr)
+	}
+	var rt *haproxy.Runtime
 	if inst != nil {
 		plan.Address = inst.IPv4(specs.DefaultNIC)
+		rt = a.Runtime(lb)
+		if err := a.ensureRunning(ctx, lb, rt, plan, dryRun); err != nil {
+			return plan, a.fail(ctx, lb, specHash, "HAProxyNotRunning", err)
+		}
 	}
+	members := disc.members
+	if disc.waiting > 0 {
+		plan.RequeueAfter = addressPoll
+	}
+	pools := selectorPools(lb)
+	prev := haproxy.ParseLayout(running, pools)
+	plan.PushCert = cert != nil && !bytes.Equal(cert, runningCert)
 
-	members, err := a.discover(ctx, lb)
-	if err != nil {
-		return plan, a.fail(ctx, lb, specHash, "DiscoveryFailed", err)
+	// The live slots, when HAProxy's runtime API answers: the runtime path
+	// needs them, and only a config incuslb wrote has the same structure.
+	var live map[string][]haproxy.ServerState
+	if rt != nil && running != nil && !plan.StartHAProxy {
+		live, _ = liveLayout(ctx, rt, pools)
+	}
+	draining := map[string]bool{}
+	if live != nil {
+		leavers, err := a.leavers(ctx, lb, prev, disc)
+		if err != nil {
+			return plan, a.fail(ctx, lb, specHash, "DiscoveryFailed", err)
+		}
+		if a.settleDrains(ctx, rt, lb, leavers, live, members, draining) {
+			plan.RequeueAfter = drainPoll
+		}
 	}
 	plan.Members = members
-
-	var running, runningCert []byte
-	if inst != nil {
-		running, err = a.readOptional(ctx, lb, haproxy.ConfigPath)
-		if err != nil {
-			return plan, a.fail(ctx, lb, specHash, "ReadFailed", err)
-		}
-		if cert != nil {
-			runningCert, err = a.readOptional(ctx, lb, haproxy.CertPath(lb, haproxy.Options{}))
-			if err != nil {
-				return plan, a.fail(ctx, lb, specHash, "ReadFailed", err)
-			}
-		}
-	}
-	layout := haproxy.Assign(lb, members, haproxy.ParseLayout(running, selectorPools(lb)))
+	layout := haproxy.Assign(lb, members, prev)
 	desired := haproxy.Render(lb, layout, haproxy.Options{})
-
-	plan.PushCert = cert != nil && !bytes.Equal(cert, runningCert)
 	plan.ConfigDiff = textdiff.Unified("running "+haproxy.ConfigPath, "desired", running, desired)
-	switch {
-	case plan.ConfigDiff != "" && plan.PushCert:
-		plan.Reload = "config and certificate changed"
-	case plan.ConfigDiff != "":
-		plan.Reload = "config changed"
-	case plan.PushCert:
-		plan.Reload = "certificate changed"
-	case plan.InstallHAProxy:
-		plan.Reload = "haproxy installed"
+
+	runtimePath := live != nil && running != nil &&
+		bytes.Equal(haproxy.Structure(running, pools), haproxy.Structure(desired, pools))
+	if !runtimePath {
+		plan.Reload = reloadReason(lb, running, desired, prev, layout, plan, inst, specHash)
 	}
 	if dryRun {
+		if runtimePath && (plan.ConfigDiff != "" || plan.PushCert) {
+			plan.Runtime = append(plan.Runtime, "membership or certificate through the runtime API, no reload")
+		}
 		return plan, nil
 	}
 
-	if plan.Reload != "" {
+	if runtimePath {
+		if err := a.applyLive(ctx, rt, lb, layout, live, draining, running, desired, cert, plan, log); err != nil {
+			return plan, a.fail(ctx, lb, specHash, "RuntimeUpdateFailed", err)
+		}
+	} else if plan.Reload != "" {
 		st := stage{lb: lb, running: running, desired: desired, runningCert: runningCert}
 		if plan.PushCert {
 			st.cert = cert
@@ -168,11 +248,84 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 		if err := a.applyStaged(ctx, &st, plan.ConfigDiff != "", plan.Reload, log); err != nil {
 			return plan, a.fail(ctx, lb, specHash, "ApplyFailed", err)
 		}
+		a.Metrics.reload(lb.Metadata.Name, plan.Reload)
 	}
-	if err := a.record(ctx, lb, specHash, hash(desired), plan.Changed()); err != nil {
+	if err := a.record(ctx, lb, inst, specHash, hash(desired), plan.Changed()); err != nil {
 		return plan, err
 	}
 	return plan, nil
+}
+
+// addressPoll is how soon to look again for a member that runs but has no
+// DHCP address yet (no event announces the address).
+const addressPoll = 300 * time.Millisecond
+
+// applyLive makes the membership and certificate changes through the
+// runtime API, then brings the files in the container up to date without a
+// reload, so that a later reload keeps every member.
+func (a *Applier) applyLive(ctx context.Context, rt *haproxy.Runtime, lb *specs.LoadBalancer, layout haproxy.Layout,
+	live map[string][]haproxy.ServerState, draining map[string]bool, running, desired, cert []byte, plan *Plan, log logr.Logger) error {
+	in := lb.Spec.Instance
+	changes, err := a.applyRuntime(ctx, rt, lb, layout, live, draining)
+	for _, c := range changes {
+		plan.Runtime = append(plan.Runtime, c.desc)
+		a.Metrics.runtimeUpdate(lb.Metadata.Name, c.kind)
+		log.Info("runtime update", "kind", c.kind, "change", c.desc)
+	}
+	if err != nil {
+		return err
+	}
+	if plan.PushCert {
+		path := haproxy.CertPath(lb, haproxy.Options{})
+		if err := rt.SetCert(ctx, path, cert); err != nil {
+			return fmt.Errorf("HAProxy refused the new certificate; the old one keeps serving: %w", err)
+		}
+		uid, gid, err := a.haproxyIDs(ctx, lb)
+		if err != nil {
+			return err
+		}
+		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, path, cert, incus.FileMode{UID: uid, GID: gid, Mode: 0o600}); err != nil {
+			return err
+		}
+		plan.Runtime = append(plan.Runtime, "certificate swapped (set ssl cert + commit)")
+		a.Metrics.runtimeUpdate(lb.Metadata.Name, "certificate")
+		log.Info("runtime update", "kind", "certificate", "path", path)
+	}
+	if !bytes.Equal(running, desired) {
+		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.ConfigPath, desired, incus.FileMode{UID: 0, GID: 0, Mode: 0o644}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reloadReason says why a reload is needed, or "" when nothing changed.
+func reloadReason(lb *specs.LoadBalancer, running, desired []byte, prev, layout haproxy.Layout, plan *Plan, inst *incus.Instance, specHash string) string {
+	configChanged := !bytes.Equal(running, desired)
+	switch {
+	case !configChanged && !plan.PushCert:
+		if plan.InstallHAProxy {
+			return "haproxy installed"
+		}
+		return ""
+	case running == nil || !strings.Contains(string(running), "written by incuslb"):
+		return "first config"
+	}
+	for pool, slots := range layout {
+		if len(slots) > len(prev[pool]) && len(prev[pool]) > 0 {
+			return "pool " + pool + " ran out of slots"
+		}
+	}
+	if configChanged && inst != nil && StatusFromConfig(inst.Config).SpecHash == specHash {
+		return "config in the container drifted from the spec"
+	}
+	switch {
+	case configChanged && plan.PushCert:
+		return "config and certificate changed"
+	case configChanged:
+		return "config changed"
+	}
+	return "certificate changed (runtime API unavailable)"
 }
 
 // SpecHash identifies a spec and certificate: it changes exactly when
@@ -216,30 +369,68 @@ func selectorPools(lb *specs.LoadBalancer) map[string]bool {
 	return out
 }
 
+// discovery is what one look at Incus found.
+type discovery struct {
+	members map[string][]haproxy.Member // by pool
+	waiting int                         // selected, running, no address yet
+	seen    map[string]incus.Instance   // every listed instance, by project/name
+}
+
 // discover lists the members of every selector pool: running instances
-// matching the selector with a global IPv4 address on the pool's NIC.
-func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer) (map[string][]haproxy.Member, error) {
-	members := map[string][]haproxy.Member{}
-	for _, p := range lb.Spec.Pools {
+// matching the selector with a global IPv4 address on the pool's NIC. It
+// makes one list call per project, however many pools and instances there
+// are. The whole project is listed: the server computes every instance's
+// state for a filtered list too, and leavers are looked up in it.
+func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer) (*discovery, error) {
+	byProject := map[string][]*specs.Pool{}
+	var projects []string
+	for i := range lb.Spec.Pools {
+		p := &lb.Spec.Pools[i]
 		if len(p.Selector) == 0 {
 			continue
 		}
-		insts, err := a.Incus.ListInstances(ctx, p.Project, p.Selector)
+		if _, ok := byProject[p.Project]; !ok {
+			projects = append(projects, p.Project)
+		}
+		byProject[p.Project] = append(byProject[p.Project], p)
+	}
+	d := &discovery{members: map[string][]haproxy.Member{}, seen: map[string]incus.Instance{}}
+	for _, project := range projects {
+		pools := byProject[project]
+		insts, err := a.Incus.ListInstances(ctx, project, nil)
 		if err != nil {
-			return nil, fmt.Errorf("pool %s: %w", p.Name, err)
+			return nil, fmt.Errorf("pool %s: %w", pools[0].Name, err)
 		}
 		for _, inst := range insts {
-			if inst.Name == lb.Spec.Instance.Name && inst.Project == lb.Spec.Instance.Project {
-				continue
+			d.seen[project+"/"+inst.Name] = inst
+		}
+		for _, p := range pools {
+			for _, inst := range insts {
+				if !matches(inst.Config, p.Selector) ||
+					(inst.Name == lb.Spec.Instance.Name && inst.Project == lb.Spec.Instance.Project) {
+					continue
+				}
+				addr := inst.IPv4(p.NIC)
+				if inst.Running() && addr == "" {
+					d.waiting++
+				}
+				if !inst.Running() || addr == "" || inst.Config[DrainKey] == "true" {
+					continue
+				}
+				d.members[p.Name] = append(d.members[p.Name], haproxy.Member{Name: inst.Name, Address: addr})
 			}
-			addr := inst.IPv4(p.NIC)
-			if !inst.Running() || addr == "" || inst.Config[DrainKey] == "true" {
-				continue
-			}
-			members[p.Name] = append(members[p.Name], haproxy.Member{Name: inst.Name, Address: addr})
 		}
 	}
-	return members, nil
+	return d, nil
+}
+
+func matches(config, selector map[string]string) bool {
+	for k, v := range selector {
+		if config[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // DrainKey, set to "true" on a member instance, takes it out of its pools
@@ -294,12 +485,20 @@ func (a *Applier) ensureInstance(ctx context.Context, lb *specs.LoadBalancer, pl
 		// systemctl needs a booted systemd.
 		_, _ = a.Incus.Exec(ctx, in.Project, in.Name, []string{"systemctl", "is-system-running", "--wait"}, nil)
 	}
-	if err := a.ensureHAProxy(ctx, lb, plan, dryRun); err != nil {
-		return nil, err
-	}
-	if !dryRun && a.Incus.Local() {
-		if err := a.ensureSockets(ctx, lb); err != nil {
+	// What a new or restarted instance needs is checked once, not on every
+	// pass: ensureRunning looks again when HAProxy stops answering.
+	key := in.Project + "/" + in.Name
+	if plan.CreateInstance || plan.StartInstance || !a.checked.has(key) {
+		if err := a.ensureHAProxy(ctx, lb, plan, dryRun); err != nil {
 			return nil, err
+		}
+		if !dryRun && a.Incus.Local() {
+			if err := a.ensureSockets(ctx, lb); err != nil {
+				return nil, err
+			}
+		}
+		if !dryRun {
+			a.checked.add(key)
 		}
 	}
 	return inst, nil
@@ -603,12 +802,7 @@ func tail(s string, n int) string {
 
 // record writes the status after a successful pass. An unchanged pass
 // rewrites nothing unless the status itself must change.
-func (a *Applier) record(ctx context.Context, lb *specs.LoadBalancer, specHash, configHash string, changed bool) error {
-	in := lb.Spec.Instance
-	inst, err := a.Incus.GetInstance(ctx, in.Project, in.Name)
-	if err != nil {
-		return err
-	}
+func (a *Applier) record(ctx context.Context, lb *specs.LoadBalancer, inst *incus.Instance, specHash, configHash string, changed bool) error {
 	old := StatusFromConfig(inst.Config)
 	st := old.Clone()
 	st.LB, st.Source, st.ConfigHash = lb.Metadata.Name, lb.Source, configHash

@@ -29,8 +29,16 @@ func newFake() *fakeIncus {
 		inst: incus.Instance{Name: "lb", Project: "default", Status: "Running", Config: map[string]string{},
 			Addresses: map[string][]string{"eth0": {"10.0.0.2"}}},
 		files: map[string][]byte{"/etc/passwd": []byte("root:x:0:0::/root:/bin/sh\nhaproxy:x:100:101::/var/lib/haproxy:/usr/sbin/nologin\n")},
-		exec:  func([]string) incus.ExecResult { return incus.ExecResult{} },
+		exec:  execOK,
 	}
+}
+
+// execOK answers like a healthy instance: haproxy present and active.
+func execOK(argv []string) incus.ExecResult {
+	if len(argv) > 1 && argv[0] == "systemctl" && argv[1] == "is-active" {
+		return incus.ExecResult{Stdout: []byte("active\n")}
+	}
+	return incus.ExecResult{}
 }
 
 func (f *fakeIncus) GetInstance(_ context.Context, _, name string) (*incus.Instance, error) {
@@ -121,7 +129,7 @@ func (f *fakeIncus) reloaded() bool {
 
 func TestApplyConvergesThenIsANoOp(t *testing.T) {
 	f := newFake()
-	f.members = []incus.Instance{{Name: "api-1", Project: "default", Status: "Running",
+	f.members = []incus.Instance{{Name: "api-1", Project: "default", Status: "Running", Config: map[string]string{"user.role": "api"},
 		Addresses: map[string][]string{"eth0": {"10.0.0.11"}}}}
 	a := &Applier{Incus: f, Log: logr.Discard()}
 	lb := testLB(t, true)
@@ -169,7 +177,7 @@ func TestApplyLeavesEverythingWhenHAProxyRejectsTheConfig(t *testing.T) {
 		if argv[0] == "haproxy" {
 			return incus.ExecResult{Code: 1, Stderr: []byte("[ALERT]    (1) : config : parsing [" + argv[3] + ":43] : 'bind :443' : unable to load SSL certificate\n")}
 		}
-		return incus.ExecResult{}
+		return execOK(argv)
 	}
 	a := &Applier{Incus: f, Log: logr.Discard()}
 	_, err := a.Apply(context.Background(), testLB(t, true), false)
@@ -196,7 +204,7 @@ func TestApplyLeavesEverythingWhenHAProxyRejectsTheConfig(t *testing.T) {
 	}
 
 	// Once HAProxy accepts again, Degraded goes back to False.
-	f.exec = func([]string) incus.ExecResult { return incus.ExecResult{} }
+	f.exec = execOK
 	if _, err := a.Apply(context.Background(), testLB(t, true), false); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +213,12 @@ func TestApplyLeavesEverythingWhenHAProxyRejectsTheConfig(t *testing.T) {
 		t.Fatalf("Degraded stayed %+v", c)
 	}
 	// And fails again: the transition back to True is recorded too.
-	f.exec = func(argv []string) incus.ExecResult { return incus.ExecResult{Code: 1} }
+	f.exec = func(argv []string) incus.ExecResult {
+		if argv[0] == "haproxy" {
+			return incus.ExecResult{Code: 1}
+		}
+		return execOK(argv)
+	}
 	f.files[haproxy.ConfigPath] = running
 	_, _ = a.Apply(context.Background(), testLB(t, true), false)
 	st = StatusFromConfig(f.inst.Config)
@@ -222,7 +235,7 @@ func TestApplyPutsTheOldConfigBackWhenTheReloadFails(t *testing.T) {
 		if argv[0] == "systemctl" && argv[1] == "reload-or-restart" {
 			return incus.ExecResult{Code: 1, Stderr: []byte("Job for haproxy.service failed")}
 		}
-		return incus.ExecResult{}
+		return execOK(argv)
 	}
 	a := &Applier{Incus: f, Log: logr.Discard()}
 	_, err := a.Apply(context.Background(), testLB(t, false), false)
@@ -248,7 +261,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 		t.Fatalf("dry run wrote: files %v config %v", len(f.files), f.inst.Config)
 	}
 	for _, c := range f.ran {
-		if c != "test -x /usr/sbin/haproxy" {
+		if c != "test -x /usr/sbin/haproxy" && c != "systemctl is-active haproxy" {
 			t.Fatalf("dry run ran %q", c)
 		}
 	}

@@ -36,12 +36,11 @@ const (
 const image = "lb-haproxy"
 
 var (
-	project  string // the suite's own Incus project
-	workDir  string // temporary files: binaries, specs, certificates
-	bin      string // the incuslb binary under test
-	server   string // the testserver binary pushed into backends
-	cliLog   lockedBuffer
-	setupCtx = context.Background()
+	project string // the suite's own Incus project
+	workDir string // temporary files: binaries, specs, certificates
+	bin     string // the incuslb binary under test
+	server  string // the testserver binary pushed into backends
+	cliLog  lockedBuffer
 )
 
 func TestE2E(t *testing.T) {
@@ -96,9 +95,15 @@ var _ = AfterSuite(func() {
 	}
 })
 
+// cliTimeout bounds every incus CLI call, so that a hung one fails the
+// spec instead of the whole run.
+const cliTimeout = 2 * time.Minute
+
 // incus runs the incus CLI in the suite's project.
 func incus(args ...string) (string, error) {
-	cmd := exec.Command("incus", append([]string{"--project", project}, args...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "incus", append([]string{"--project", project}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("incus %s: %v: %s", strings.Join(args, " "), err, out)
@@ -125,7 +130,9 @@ func incusOK(args ...string) string {
 // output goes to the controller log dumped on failure.
 func cli(args ...string) (int, string, string) {
 	GinkgoHelper()
-	cmd := exec.Command(bin, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -148,15 +155,14 @@ func backend(name, mode string, config map[string]string) {
 		args = append(args, "-c", k+"="+v)
 	}
 	incusOK(args...)
-	// Wait until systemd is up, so that the unit can be enabled.
-	Eventually(func() error {
-		_, err := incus("exec", name, "--", "systemctl", "is-system-running", "--wait")
-		if err != nil && !strings.Contains(err.Error(), "degraded") {
-			return err
-		}
-		return nil
-	}, instanceUp, time.Second).Should(Succeed())
-	incusOK("--quiet", "file", "push", "--uid", "0", "--gid", "0", "--mode", "0755", server, name+"/usr/local/bin/testserver")
+	startTestserver(name, mode)
+	Eventually(func() string { return ipv4(name) }, instanceUp, 200*time.Millisecond).ShouldNot(BeEmpty())
+}
+
+// startTestserver installs testserver as a systemd unit in a running
+// container and waits until it runs.
+func startTestserver(name, mode string) {
+	GinkgoHelper()
 	execStart := "/usr/local/bin/testserver"
 	if mode == "forgejo" {
 		execStart += " -mode forgejo -addr :3000 -host forgejo.example.org"
@@ -164,10 +170,23 @@ func backend(name, mode string, config map[string]string) {
 	unit := fmt.Sprintf("[Unit]\nDescription=incuslb e2e test server\nAfter=network.target\n\n[Service]\nExecStart=%s\nRestart=always\n\n[Install]\nWantedBy=multi-user.target\n", execStart)
 	unitFile := filepath.Join(workDir, name+".service")
 	Expect(os.WriteFile(unitFile, []byte(unit), 0o644)).To(Succeed())
-	incusOK("--quiet", "file", "push", "--uid", "0", "--gid", "0", "--mode", "0644", unitFile, name+"/etc/systemd/system/testserver.service")
-	incusOK("exec", name, "--", "systemctl", "daemon-reload")
-	incusOK("exec", name, "--", "systemctl", "enable", "--now", "testserver")
-	Eventually(func() string { return ipv4(name) }, instanceUp, 200*time.Millisecond).ShouldNot(BeEmpty())
+	// Early in boot a step can fail (systemd not up yet): redo them all
+	// until the service runs.
+	Eventually(func() error {
+		_, _ = incus("exec", name, "--", "systemctl", "is-system-running", "--wait")
+		for _, args := range [][]string{
+			{"--quiet", "file", "push", "--uid", "0", "--gid", "0", "--mode", "0755", server, name + "/usr/local/bin/testserver"},
+			{"--quiet", "file", "push", "--uid", "0", "--gid", "0", "--mode", "0644", unitFile, name + "/etc/systemd/system/testserver.service"},
+			{"exec", name, "--", "systemctl", "daemon-reload"},
+			{"exec", name, "--", "systemctl", "enable", "--now", "testserver"},
+			{"exec", name, "--", "systemctl", "is-active", "--quiet", "testserver"},
+		} {
+			if _, err := incus(args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, instanceUp, time.Second).Should(Succeed())
 }
 
 // ipv4 is an instance's global IPv4 address on eth0, or "".

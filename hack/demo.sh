@@ -19,21 +19,29 @@ printf '[Unit]\nDescription=incuslb demo backend\nAfter=network.target\n\n[Servi
 incus project show "$PROJECT" >/dev/null 2>&1 ||
   incus project create "$PROJECT" -c features.images=false -c features.profiles=false >/dev/null
 
-backend() { # name role
-  if incus --project "$PROJECT" info "$1" >/dev/null 2>&1; then return; fi
-  echo "launching backend $1 (user.role=$2)"
-  incus --project "$PROJECT" launch lb-haproxy "$1" -c user.role="$2" >/dev/null
-  incus --project "$PROJECT" exec "$1" -- systemctl is-system-running --wait >/dev/null 2>&1 || true
-  incus --project "$PROJECT" --quiet file push --uid 0 --gid 0 --mode 0755 "$WORK/testserver" "$1/usr/local/bin/testserver"
-  incus --project "$PROJECT" --quiet file push --uid 0 --gid 0 --mode 0644 "$WORK/testserver.service" "$1/etc/systemd/system/testserver.service"
-  incus --project "$PROJECT" exec "$1" -- systemctl daemon-reload
-  incus --project "$PROJECT" exec "$1" -- systemctl enable --now testserver >/dev/null 2>&1
+in_demo() { incus --project "$PROJECT" "$@"; }
+backend() { # name role: a container running testserver, set up until it answers
+  if ! in_demo info "$1" >/dev/null 2>&1; then
+    echo "launching backend $1 (user.role=$2)"
+    in_demo launch lb-haproxy "$1" -c user.role="$2" >/dev/null
+  fi
+  for _ in 1 2 3; do
+    if in_demo exec "$1" -- systemctl is-active --quiet testserver 2>/dev/null; then return 0; fi
+    in_demo exec "$1" -- systemctl is-system-running --wait >/dev/null 2>&1 || true
+    in_demo --quiet file push --uid 0 --gid 0 --mode 0755 "$WORK/testserver" "$1/usr/local/bin/testserver" &&
+      in_demo --quiet file push --uid 0 --gid 0 --mode 0644 "$WORK/testserver.service" "$1/etc/systemd/system/testserver.service" &&
+      in_demo exec "$1" -- systemctl daemon-reload &&
+      in_demo exec "$1" -- systemctl enable --now testserver >/dev/null 2>&1 || sleep 1
+  done
+  in_demo exec "$1" -- systemctl is-active --quiet testserver || { echo "backend $1: testserver does not run" >&2; return 1; }
 }
 say "backends"
+pids=()
 for b in demo-api-1:api demo-api-2:api demo-stream-1:stream demo-stream-2:stream; do
   backend "${b%%:*}" "${b##*:}" &
+  pids+=($!)
 done
-wait
+for p in "${pids[@]}"; do wait "$p"; done
 
 say "incuslb apply -f specs/examples/demo.yaml"
 bin/incuslb apply -f specs/examples/demo.yaml

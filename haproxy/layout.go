@@ -199,3 +199,28 @@ func CheckMember(m Member) error {
 	}
 	return nil
 }
+
+// Structure returns cfg with the content of every slot line of the named
+// selector pools blanked out. Two configs with equal structure differ only
+// in which members sit in which slots: a change between them can be made
+// through the runtime API, without a reload.
+func Structure(cfg []byte, pools map[string]bool) []byte {
+	var out bytes.Buffer
+	var backend string
+	for _, line := range bytes.SplitAfter(cfg, []byte("\n")) {
+		s := string(line)
+		if !strings.HasPrefix(s, " ") {
+			backend = ""
+			if f := strings.Fields(s); len(f) > 1 && f[0] == "backend" && pools[f[1]] {
+				backend = f[1]
+			}
+		} else if backend != "" {
+			if f := strings.Fields(s); len(f) >= 3 && f[0] == "server" && strings.HasPrefix(f[1], "srv") {
+				out.WriteString("    server " + f[1] + " <slot>\n")
+				continue
+			}
+		}
+		out.Write(line)
+	}
+	return out.Bytes()
+}

@@ -246,3 +246,115 @@ func firstLine(s string) string {
 	}
 	return l
 }
+
+// Sessions returns the current sessions (scur) of a server, from `show stat`.
+func (r *Runtime) Sessions(ctx context.Context, backend, server string) (int, error) {
+	out, err := r.Command(ctx, "show stat -1 4 -1")
+	if err != nil {
+		return 0, err
+	}
+	lines := strings.Split(out, "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "# ") {
+		return 0, fmt.Errorf("show stat: unexpected answer %q", firstLine(out))
+	}
+	cols := strings.Split(strings.TrimPrefix(lines[0], "# "), ",")
+	idx := map[string]int{}
+	for i, c := range cols {
+		idx[c] = i
+	}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		if len(f) <= idx["scur"] || f[idx["pxname"]] != backend || f[idx["svname"]] != server {
+			continue
+		}
+		n, err := strconv.Atoi(f[idx["scur"]])
+		if err != nil {
+			return 0, fmt.Errorf("show stat: scur of %s/%s is %q", backend, server, f[idx["scur"]])
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("show stat: no server %s/%s", backend, server)
+}
+
+// expectEmpty runs a command whose success answer is empty (or only
+// whitespace); anything else is HAProxy's error message.
+func (r *Runtime) expectEmpty(ctx context.Context, cmd string) error {
+	out, err := r.Command(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(out) != "" {
+		return fmt.Errorf("%s: %s", cmd, strings.TrimSpace(out))
+	}
+	return nil
+}
+
+// FillSlot points a slot at a member and makes it ready: it takes traffic
+// at once (ramped by slowstart) while its health checks run.
+func (r *Runtime) FillSlot(ctx context.Context, backend, slot, addr string, port int) error {
+	s := backend + "/" + slot
+	if err := r.expectEmpty(ctx, "set server "+s+" state maint"); err != nil {
+		return err
+	}
+	out, err := r.Command(ctx, fmt.Sprintf("set server %s addr %s port %d", s, addr, port))
+	if err != nil {
+		return err
+	}
+	if o := strings.TrimSpace(out); o != "" && !strings.Contains(o, "changed") && !strings.Contains(o, "no need to change") {
+		return fmt.Errorf("set server %s addr: %s", s, o)
+	}
+	return r.expectEmpty(ctx, "set server "+s+" state ready")
+}
+
+// Ready makes a slot that holds its member take traffic again.
+func (r *Runtime) Ready(ctx context.Context, backend, slot string) error {
+	return r.expectEmpty(ctx, "set server "+backend+"/"+slot+" state ready")
+}
+
+// Drain stops sending new sessions to a slot; its sessions finish.
+func (r *Runtime) Drain(ctx context.Context, backend, slot string) error {
+	return r.expectEmpty(ctx, "set server "+backend+"/"+slot+" state drain")
+}
+
+// ParkSlot puts a slot in maintenance at the parked address.
+func (r *Runtime) ParkSlot(ctx context.Context, backend, slot string) error {
+	s := backend + "/" + slot
+	if err := r.expectEmpty(ctx, "set server "+s+" state maint"); err != nil {
+		return err
+	}
+	out, err := r.Command(ctx, fmt.Sprintf("set server %s addr %s port %d", s, parkedAddress, parkedPort))
+	if err != nil {
+		return err
+	}
+	if o := strings.TrimSpace(out); o != "" && !strings.Contains(o, "changed") && !strings.Contains(o, "no need to change") {
+		return fmt.Errorf("set server %s addr: %s", s, o)
+	}
+	return nil
+}
+
+// SetCert replaces a loaded certificate without a reload: `set ssl cert`
+// with the PEM (which must hold no blank line), then `commit ssl cert`. On a
+// failed commit the transaction is aborted and the old certificate stays.
+func (r *Runtime) SetCert(ctx context.Context, path string, pemData []byte) error {
+	body := strings.TrimSpace(string(pemData))
+	if strings.Contains(body, "\n\n") {
+		return fmt.Errorf("set ssl cert %s: the PEM holds a blank line", path)
+	}
+	out, err := r.Command(ctx, "set ssl cert "+path+" <<\n"+body+"\n")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, "Transaction created") && !strings.Contains(out, "Transaction updated") {
+		_, _ = r.Command(ctx, "abort ssl cert "+path)
+		return fmt.Errorf("set ssl cert %s: %s", path, strings.TrimSpace(out))
+	}
+	out, err = r.Command(ctx, "commit ssl cert "+path)
+	if err != nil || !strings.Contains(out, "Success!") {
+		_, _ = r.Command(ctx, "abort ssl cert "+path)
+		if err == nil {
+			err = fmt.Errorf("commit ssl cert %s: %s", path, strings.TrimSpace(out))
+		}
+		return err
+	}
+	return nil
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"syscall"
 
 	incusclient "github.com/lxc/incus/v6/client"
@@ -20,6 +21,8 @@ type Client struct {
 	srv    incusclient.InstanceServer
 	conf   *cliconfig.Config // for remote image servers such as images:
 	remote string            // "" for the local unix socket
+
+	projects sync.Map // projects known to exist
 }
 
 // Connect connects to the local unix socket when remote is "", or else to

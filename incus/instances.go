@@ -38,11 +38,16 @@ func (i *Instance) IPv4(nic string) string {
 // every key of selector with exactly the given value, with their state, in
 // one call filtered on the server. Sorted by name.
 func (c *Client) ListInstances(ctx context.Context, project string, selector map[string]string) ([]Instance, error) {
-	if _, _, err := c.srv.GetProject(project); err != nil {
-		if api.StatusErrorCheck(err, http.StatusNotFound) {
-			return nil, fmt.Errorf("project %q does not exist", project)
+	// Incus lists a missing project as empty; say it is missing instead.
+	// Checked once per project: projects are rarely deleted under an LB.
+	if _, known := c.projects.Load(project); !known {
+		if _, _, err := c.srv.GetProject(project); err != nil {
+			if api.StatusErrorCheck(err, http.StatusNotFound) {
+				return nil, fmt.Errorf("project %q does not exist", project)
+			}
+			return nil, err
 		}
-		return nil, err
+		c.projects.Store(project, true)
 	}
 	keys := make([]string, 0, len(selector))
 	for k := range selector {

@@ -27,28 +27,12 @@ func Load(path string, stdin io.Reader) ([]*LoadBalancer, error) {
 		}
 		return Parse(data, "<stdin>")
 	}
-	fi, err := os.Stat(path)
+	files, err := Files(path)
 	if err != nil {
 		return nil, err
 	}
-	files := []string{path}
-	if fi.IsDir() {
-		entries, err := os.ReadDir(path)
-		if err != nil {
-			return nil, err
-		}
-		files = files[:0]
-		for _, e := range entries {
-			switch filepath.Ext(e.Name()) {
-			case ".yaml", ".yml", ".json":
-				if !e.IsDir() {
-					files = append(files, filepath.Join(path, e.Name()))
-				}
-			}
-		}
-		if len(files) == 0 {
-			return nil, fmt.Errorf("%s: no *.yaml, *.yml or *.json files", path)
-		}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%s: no *.yaml, *.yml or *.json files", path)
 	}
 	var all []*LoadBalancer
 	var problems ErrorList
@@ -318,4 +302,30 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// Files lists the spec files Load would read from path (a file or a
+// directory), sorted.
+func Files(path string) ([]string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return []string{path}, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, e := range entries {
+		switch filepath.Ext(e.Name()) {
+		case ".yaml", ".yml", ".json":
+			if !e.IsDir() {
+				files = append(files, filepath.Join(path, e.Name()))
+			}
+		}
+	}
+	return files, nil
 }

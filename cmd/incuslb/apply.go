@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 
 	"github.com/incuslb/incuslb/controller"
 	"github.com/incuslb/incuslb/incus"
+	"github.com/incuslb/incuslb/specs"
 )
 
 // clusterFlags are the flags of every verb that talks to Incus.
@@ -59,18 +61,44 @@ func (e *env) apply(args []string) error {
 	}
 	var failed []string
 	for _, lb := range lbs {
-		plan, err := a.Apply(e.ctx, lb, *dryRun)
-		if err != nil {
+		if err := e.converge(a, lb, *dryRun); err != nil {
 			fmt.Fprintf(e.stderr, "%s: apply failed: %v\n", lb.Metadata.Name, err)
 			failed = append(failed, lb.Metadata.Name)
-			continue
 		}
-		printPlan(e, plan, *dryRun)
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("apply failed for %s", strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// converge makes passes until one asks for no other (a drain finished, a
+// member got its address), so that apply exits once the container runs
+// the desired config; bounded by the drain timeout plus 30s.
+func (e *env) converge(a *controller.Applier, lb *specs.LoadBalancer, dryRun bool) error {
+	deadline := time.Now().Add(lb.Spec.Defaults.DrainTimeout.Duration + 30*time.Second)
+	changed := false
+	for {
+		plan, err := a.Apply(e.ctx, lb, dryRun)
+		if err != nil {
+			return err
+		}
+		if plan.Changed() || !changed {
+			printPlan(e, plan, dryRun)
+		}
+		changed = changed || plan.Changed()
+		if dryRun || plan.RequeueAfter == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("still converging after %v (a member draining, or waiting for its address); run apply again or see incuslb status", time.Since(deadline.Add(-lb.Spec.Defaults.DrainTimeout.Duration-30*time.Second)).Truncate(time.Second))
+		}
+		select {
+		case <-e.ctx.Done():
+			return e.ctx.Err()
+		case <-time.After(plan.RequeueAfter):
+		}
+	}
 }
 
 func printPlan(e *env, p *controller.Plan, dryRun bool) {
@@ -103,6 +131,9 @@ func printPlan(e *env, p *controller.Plan, dryRun bool) {
 		if dryRun {
 			fmt.Fprint(e.stdout, p.ConfigDiff)
 		}
+	}
+	for _, r := range p.Runtime {
+		fmt.Fprintf(e.stdout, "%s: %s: %s\n", prefix, verb("runtime API, no reload", "runtime API, no reload"), r)
 	}
 	if p.Reload != "" {
 		fmt.Fprintf(e.stdout, "%s: %s (%s)\n", prefix, verb("reloaded HAProxy", "reload HAProxy"), p.Reload)

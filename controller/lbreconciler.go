@@ -1,0 +1,108 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/incuslb/incuslb/specs"
+)
+
+// LBReconciler reconciles LoadBalancers from a Store with an Applier.
+type LBReconciler struct {
+	Store   *Store
+	Applier *Applier
+	Log     logr.Logger
+	Metrics *Metrics
+
+	mu      sync.Mutex
+	pending map[string]time.Time // earliest event not yet applied, by LB
+}
+
+// EventSeen notes that an Incus event may affect name, for the
+// event-to-applied latency.
+func (r *LBReconciler) EventSeen(name string, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending == nil {
+		r.pending = map[string]time.Time{}
+	}
+	if t, ok := r.pending[name]; !ok || at.Before(t) {
+		r.pending[name] = at
+	}
+}
+
+func (r *LBReconciler) takePending(name string) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.pending[name]
+	delete(r.pending, name)
+	return t, ok
+}
+
+// Reconcile implements Reconciler.
+func (r *LBReconciler) Reconcile(ctx context.Context, req Request) (Result, error) {
+	start := time.Now()
+	sp, ok := r.Store.Get(req.Name)
+	if !ok {
+		// Removed from the specs: its instance is left as it is (orphaned).
+		r.Log.Info("LoadBalancer is no longer in the specs; its instance is left running (orphaned)", "lb", req.Name)
+		return Result{}, nil
+	}
+	if sp.Err != nil {
+		if sp.LB != nil {
+			_ = r.Applier.fail(ctx, sp.LB, "", "InvalidSpec", sp.Err)
+		}
+		r.Metrics.reconciled(req.Name, "terminal", time.Since(start))
+		return Result{}, Terminal(fmt.Errorf("invalid spec: %w", sp.Err))
+	}
+	plan, err := r.Applier.Apply(ctx, sp.LB, false)
+	if err != nil {
+		result := "error"
+		if specs.Invalid(err) {
+			result, err = "terminal", Terminal(err)
+		}
+		r.Metrics.reconciled(req.Name, result, time.Since(start))
+		return Result{}, err
+	}
+	r.Metrics.reconciled(req.Name, "ok", time.Since(start))
+	// An event's effect is applied by the first pass that changes something;
+	// a pass that only waits (for a DHCP address) keeps it pending.
+	if plan.Changed() || plan.RequeueAfter == 0 {
+		if at, ok := r.takePending(req.Name); ok && plan.Changed() {
+			r.Metrics.applied(req.Name, time.Since(at))
+		}
+	}
+	if plan.Changed() {
+		r.Log.Info("reconciled", "lb", req.Name, "reload", plan.Reload, "runtime", plan.Runtime,
+			"took", time.Since(start).Truncate(time.Microsecond).String())
+	}
+	r.observeMembers(ctx, sp.LB)
+	return Result{RequeueAfter: plan.RequeueAfter}, nil
+}
+
+// observeMembers sets the members gauge from HAProxy's live state.
+func (r *LBReconciler) observeMembers(ctx context.Context, lb *specs.LoadBalancer) {
+	if r.Metrics == nil {
+		return
+	}
+	rt := r.Applier.Runtime(lb)
+	if rt == nil {
+		return
+	}
+	states, err := rt.ServersState(ctx, "")
+	if err != nil {
+		return
+	}
+	counts := map[[2]string]int{}
+	for _, s := range states {
+		if s.State() == "MAINT" && parked(s) {
+			continue
+		}
+		counts[[2]string{s.Backend, s.State()}]++
+	}
+	r.Metrics.setMembers(lb.Metadata.Name, counts)
+}

@@ -1,0 +1,80 @@
+package controller
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are incuslb's Prometheus metrics. A nil *Metrics counts nothing.
+type Metrics struct {
+	reconciles     *prometheus.CounterVec
+	reconcileTime  *prometheus.HistogramVec
+	reloads        *prometheus.CounterVec
+	runtimeUpdates *prometheus.CounterVec
+	members        *prometheus.GaugeVec
+	eventToApplied *prometheus.HistogramVec
+}
+
+// NewMetrics registers incuslb's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "incuslb_reconciles_total", Help: "Reconcile passes, by LoadBalancer and result (ok, error, terminal).",
+		}, []string{"lb", "result"}),
+		reconcileTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "incuslb_reconcile_duration_seconds", Help: "Time one reconcile pass took.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"lb"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "incuslb_reloads_total", Help: "HAProxy reloads, by LoadBalancer and reason.",
+		}, []string{"lb", "reason"}),
+		runtimeUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "incuslb_runtime_updates_total", Help: "Changes made through HAProxy's runtime API without a reload, by kind (join, drain, park, ready, certificate).",
+		}, []string{"lb", "kind"}),
+		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "incuslb_members", Help: "Servers of each pool by live HAProxy state (UP, DOWN, DRAIN, MAINT).",
+		}, []string{"lb", "pool", "state"}),
+		eventToApplied: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "incuslb_event_to_applied_seconds", Help: "From an Incus event to the end of the pass that applied its effect.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"lb"}),
+	}
+	reg.MustRegister(m.reconciles, m.reconcileTime, m.reloads, m.runtimeUpdates, m.members, m.eventToApplied)
+	return m
+}
+
+func (m *Metrics) reload(lb, reason string) {
+	if m != nil {
+		m.reloads.WithLabelValues(lb, reason).Inc()
+	}
+}
+
+func (m *Metrics) runtimeUpdate(lb, kind string) {
+	if m != nil {
+		m.runtimeUpdates.WithLabelValues(lb, kind).Inc()
+	}
+}
+
+func (m *Metrics) reconciled(lb, result string, took time.Duration) {
+	if m != nil {
+		m.reconciles.WithLabelValues(lb, result).Inc()
+		m.reconcileTime.WithLabelValues(lb).Observe(took.Seconds())
+	}
+}
+
+func (m *Metrics) applied(lb string, sinceEvent time.Duration) {
+	if m != nil {
+		m.eventToApplied.WithLabelValues(lb).Observe(sinceEvent.Seconds())
+	}
+}
+
+func (m *Metrics) setMembers(lb string, counts map[[2]string]int) {
+	if m == nil {
+		return
+	}
+	m.members.DeletePartialMatch(prometheus.Labels{"lb": lb})
+	for k, n := range counts {
+		m.members.WithLabelValues(lb, k[0], k[1]).Set(float64(n))
+	}
+}
