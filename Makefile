@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 10s
 
-.PHONY: all build test unit fuzz lint deps demo demo-clean demo-render clean incus-env e2e
+.PHONY: all build test unit fuzz lint deps demo demo-clean demo-render clean incus-env e2e bench
 
 all: build
 
@@ -55,3 +55,9 @@ incus-env:
 ## e2e: the end-to-end suite on real Incus and real HAProxy.
 e2e: incus-env
 	$(GO) test -v -tags e2e -count=1 -timeout 30m ./e2e/ -ginkgo.v
+
+## bench: the benchmarks of BENCHMARKS.md: Go benchmarks on a fake Incus of
+## 10,000 instances, then the harness on real Incus (prints a table).
+bench: incus-env
+	$(GO) test -run='^$$' -bench=. -benchtime=50x ./controller ./haproxy
+	$(GO) run ./e2e/bench

@@ -30,7 +30,7 @@ type Incus interface {
 	SetState(ctx context.Context, project, name, action string, force bool) error
 	UpdateConfig(ctx context.Context, project, name string, keys map[string]string) error
 	EnsureDevice(ctx context.Context, project, name, device string, settings map[string]string) error
-	ListInstances(ctx context.Context, project string, selector map[string]string) ([]incus.Instance, error)
+	ListInstances(ctx context.Context, project string, selector map[string]string, state bool) ([]incus.Instance, error)
 	ReadFile(ctx context.Context, project, name, file string) ([]byte, error)
 	WriteFile(ctx context.Context, project, name, file string, data []byte, mode incus.FileMode) error
 	WriteTemp(ctx context.Context, project, name, file string, data []byte, mode incus.FileMode) (string, error)
@@ -55,9 +55,13 @@ type Applier struct {
 	AddressTimeout time.Duration
 	// Metrics, when set, counts reloads and runtime updates.
 	Metrics *Metrics
+	// ForceReload applies every change with a reload, never through the
+	// runtime API: the seed role's way, kept to compare against (make bench).
+	ForceReload bool
 
-	drains  drains
-	checked keySet // instances known to have haproxy and the proxy devices
+	drains   drains
+	checked  keySet   // instances known to have haproxy and the proxy devices
+	fullList schedule // when each LB last listed members with their state
 }
 
 // keySet is a set of strings safe for concurrent use.
@@ -159,48 +163,61 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 	}
 	specHash := SpecHash(lb, cert)
 
-	inst, err := a.ensureInstance(ctx, lb, plan, dryRun)
-	if err != nil {
-		return plan, a.fail(ctx, lb, specHash, "InstanceNotReady", err)
-	}
-	// Discovery and the files do not depend on each other: read them at
-	// once. Files are read only from a running instance: Incus serves files
-	// of a stopped one through a file server that then keeps its rootfs
-	// busy, and an `incus delete` of it hangs.
+	// The running config comes first: discovery takes the addresses of
+	// running members from it. Files are read only from a running instance:
+	// Incus serves files of a stopped one through a file server that then
+	// keeps its rootfs busy, and an `incus delete` of it hangs. When
+	// HAProxy's master answers, the instance runs, and the instance check
+	// can go on beside the reads; otherwise it comes first.
 	var (
-		disc                 *discovery
+		inst                 *incus.Instance
 		running, runningCert []byte
-		discErr, readErr     error
-		wg                   sync.WaitGroup
+		instErr, readErr     error
 	)
-	wg.Add(1)
-	go func() { defer wg.Done(); disc, discErr = a.discover(ctx, lb) }()
-	if inst != nil && inst.Running() {
+	read := func() {
 		if running, readErr = a.readOptional(ctx, lb, haproxy.ConfigPath); readErr == nil && cert != nil {
 			runningCert, readErr = a.readOptional(ctx, lb, haproxy.CertPath(lb, haproxy.Options{}))
 		}
 	}
-	wg.Wait()
-	if discErr != nil {
-		return plan, a.fail(ctx, lb, specHash, "DiscoveryFailed", discErr)
+	// The hot path: HAProxy's master answers, so the instance runs and was
+	// checked before; the instance itself is read after the change, for the
+	// status only.
+	rt := a.Runtime(lb)
+	hot := !dryRun && rt != nil && a.checked.has(in.Project+"/"+in.Name) && answers(ctx, rt)
+	if hot {
+		read()
+	} else {
+		inst, instErr = a.ensureInstance(ctx, lb, plan, dryRun)
+		if instErr == nil && inst != nil && inst.Running() && !plan.CreateInstance {
+			read()
+		}
+	}
+	if instErr != nil {
+		return plan, a.fail(ctx, lb, specHash, "InstanceNotReady", instErr)
 	}
 	if readErr != nil {
 		return plan, a.fail(ctx, lb, specHash, "ReadFailed", readErr)
 	}
-	var rt *haproxy.Runtime
-	if inst != nil {
-		plan.Address = inst.IPv4(specs.DefaultNIC)
-		rt = a.Runtime(lb)
-		if err := a.ensureRunning(ctx, lb, rt, plan, dryRun); err != nil {
-			return plan, a.fail(ctx, lb, specHash, "HAProxyNotRunning", err)
+	pools := selectorPools(lb)
+	prev := haproxy.ParseLayout(running, pools)
+	disc, err := a.discover(ctx, lb, prev)
+	if err != nil {
+		return plan, a.fail(ctx, lb, specHash, "DiscoveryFailed", err)
+	}
+	if !hot {
+		rt = nil
+		if inst != nil {
+			plan.Address = inst.IPv4(specs.DefaultNIC)
+			rt = a.Runtime(lb)
+			if err := a.ensureRunning(ctx, lb, rt, plan, dryRun); err != nil {
+				return plan, a.fail(ctx, lb, specHash, "HAProxyNotRunning", err)
+			}
 		}
 	}
 	members := disc.members
 	if disc.waiting > 0 {
 		plan.RequeueAfter = addressPoll
 	}
-	pools := selectorPools(lb)
-	prev := haproxy.ParseLayout(running, pools)
 	plan.PushCert = cert != nil && !bytes.Equal(cert, runningCert)
 
 	// The live slots, when HAProxy's runtime API answers: the runtime path
@@ -210,7 +227,7 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 		live, _ = liveLayout(ctx, rt, pools)
 	}
 	draining := map[string]bool{}
-	if live != nil {
+	if live != nil && !a.ForceReload {
 		leavers, err := a.leavers(ctx, lb, prev, disc)
 		if err != nil {
 			return plan, a.fail(ctx, lb, specHash, "DiscoveryFailed", err)
@@ -224,8 +241,14 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 	desired := haproxy.Render(lb, layout, haproxy.Options{})
 	plan.ConfigDiff = textdiff.Unified("running "+haproxy.ConfigPath, "desired", running, desired)
 
-	runtimePath := live != nil && running != nil &&
+	runtimePath := !a.ForceReload && live != nil && running != nil &&
 		bytes.Equal(haproxy.Structure(running, pools), haproxy.Structure(desired, pools))
+	if hot && !runtimePath {
+		// A reload coming: read the instance now (the reason needs its status).
+		if inst, err = a.Incus.GetInstance(ctx, in.Project, in.Name); err != nil {
+			return plan, a.fail(ctx, lb, specHash, "InstanceNotReady", err)
+		}
+	}
 	if !runtimePath {
 		plan.Reload = reloadReason(lb, running, desired, prev, layout, plan, inst, specHash)
 	}
@@ -250,6 +273,12 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 		}
 		a.Metrics.reload(lb.Metadata.Name, plan.Reload)
 	}
+	if inst == nil {
+		if inst, err = a.Incus.GetInstance(ctx, in.Project, in.Name); err != nil {
+			return plan, err
+		}
+		plan.Address = inst.IPv4(specs.DefaultNIC)
+	}
 	if err := a.record(ctx, lb, inst, specHash, hash(desired), plan.Changed()); err != nil {
 		return plan, err
 	}
@@ -257,8 +286,15 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 }
 
 // addressPoll is how soon to look again for a member that runs but has no
-// DHCP address yet (no event announces the address).
-const addressPoll = 300 * time.Millisecond
+// DHCP address yet (no event announces the address; it shows up 0.5-1 s
+// after the start).
+const addressPoll = 100 * time.Millisecond
+
+// answers reports whether HAProxy's master answers on its socket.
+func answers(ctx context.Context, rt *haproxy.Runtime) bool {
+	_, err := rt.ShowProc(ctx)
+	return err == nil
+}
 
 // applyLive makes the membership and certificate changes through the
 // runtime API, then brings the files in the container up to date without a
@@ -376,12 +412,22 @@ type discovery struct {
 	seen    map[string]incus.Instance   // every listed instance, by project/name
 }
 
+// fullListEvery bounds how long discovery may take the addresses of
+// running members from the running config instead of from Incus.
+const fullListEvery = time.Minute
+
 // discover lists the members of every selector pool: running instances
 // matching the selector with a global IPv4 address on the pool's NIC. It
 // makes one list call per project, however many pools and instances there
-// are. The whole project is listed: the server computes every instance's
-// state for a filtered list too, and leavers are looked up in it.
-func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer) (*discovery, error) {
+// are, and lists the whole project (leavers are looked up in it).
+//
+// Listing with state makes the server compute every instance's addresses,
+// which dominates a pass. So most passes list without state, take the
+// address of a member that still runs from prev (the running config), and
+// ask Incus only for newcomers' addresses; at least every fullListEvery (and
+// on the first pass) the addresses all come from Incus, which catches an
+// address that changed under a running instance.
+func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, prev haproxy.Layout) (*discovery, error) {
 	byProject := map[string][]*specs.Pool{}
 	var projects []string
 	for i := range lb.Spec.Pools {
@@ -394,12 +440,18 @@ func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer) (*discov
 		}
 		byProject[p.Project] = append(byProject[p.Project], p)
 	}
+	full := a.fullList.due(lb.Metadata.Name, a.now())
 	d := &discovery{members: map[string][]haproxy.Member{}, seen: map[string]incus.Instance{}}
 	for _, project := range projects {
 		pools := byProject[project]
-		insts, err := a.Incus.ListInstances(ctx, project, nil)
+		insts, err := a.Incus.ListInstances(ctx, project, nil, full)
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: %w", pools[0].Name, err)
+		}
+		if !full {
+			if insts, err = a.addresses(ctx, project, insts, pools, prev); err != nil {
+				return nil, err
+			}
 		}
 		for _, inst := range insts {
 			d.seen[project+"/"+inst.Name] = inst
@@ -421,7 +473,81 @@ func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer) (*discov
 			}
 		}
 	}
+	if full {
+		a.fullList.done(lb.Metadata.Name, a.now())
+	}
 	return d, nil
+}
+
+// addresses fills in the addresses of the running instances that pools
+// select: from prev for a member already in a slot, from Incus (in
+// parallel) for the others.
+func (a *Applier) addresses(ctx context.Context, project string, insts []incus.Instance, pools []*specs.Pool, prev haproxy.Layout) ([]incus.Instance, error) {
+	known := map[string]string{} // member -> address in the running config
+	for _, p := range pools {
+		for _, s := range prev[p.Name] {
+			if !s.Parked() {
+				known[s.Member] = s.Address
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(insts))
+	for i := range insts {
+		inst := &insts[i]
+		selected := false
+		for _, p := range pools {
+			selected = selected || matches(inst.Config, p.Selector)
+		}
+		if !inst.Running() || !selected {
+			continue
+		}
+		if addr, ok := known[inst.Name]; ok {
+			nics := map[string][]string{}
+			for _, p := range pools {
+				nics[p.NIC] = []string{addr}
+			}
+			inst.Addresses = nics
+			continue
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			got, err := a.Incus.GetInstance(ctx, project, insts[i].Name)
+			if errors.Is(err, incus.ErrNotFound) {
+				return // deleted meanwhile
+			}
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			insts[i] = *got
+		}(i)
+	}
+	wg.Wait()
+	return insts, errors.Join(errs...)
+}
+
+// schedule remembers, per LB, when something was last done.
+type schedule struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (s *schedule) due(key string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.last[key]
+	return !ok || now.Sub(t) >= fullListEvery
+}
+
+func (s *schedule) done(key string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil {
+		s.last = map[string]time.Time{}
+	}
+	s.last[key] = now
 }
 
 func matches(config, selector map[string]string) bool {

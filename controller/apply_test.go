@@ -42,11 +42,16 @@ func execOK(argv []string) incus.ExecResult {
 }
 
 func (f *fakeIncus) GetInstance(_ context.Context, _, name string) (*incus.Instance, error) {
-	if name != f.inst.Name {
-		return nil, fmt.Errorf("%w: %s", incus.ErrNotFound, name)
+	if name == f.inst.Name {
+		i := f.inst
+		return &i, nil
 	}
-	i := f.inst
-	return &i, nil
+	for _, m := range f.members {
+		if m.Name == name {
+			return &m, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", incus.ErrNotFound, name)
 }
 func (f *fakeIncus) CreateInstance(context.Context, string, string, string, []string, map[string]string) error {
 	return fmt.Errorf("unexpected create")
@@ -65,8 +70,14 @@ func (f *fakeIncus) UpdateConfig(_ context.Context, _, _ string, keys map[string
 func (f *fakeIncus) EnsureDevice(context.Context, string, string, string, map[string]string) error {
 	return nil
 }
-func (f *fakeIncus) ListInstances(context.Context, string, map[string]string) ([]incus.Instance, error) {
-	return f.members, nil
+func (f *fakeIncus) ListInstances(_ context.Context, _ string, _ map[string]string, state bool) ([]incus.Instance, error) {
+	out := append([]incus.Instance(nil), f.members...)
+	if !state {
+		for i := range out {
+			out[i].Addresses = nil
+		}
+	}
+	return out, nil
 }
 func (f *fakeIncus) ReadFile(_ context.Context, _, _, file string) ([]byte, error) {
 	if b, ok := f.files[file]; ok {

@@ -35,9 +35,11 @@ func (i *Instance) IPv4(nic string) string {
 }
 
 // ListInstances returns the instances of project whose expanded config has
-// every key of selector with exactly the given value, with their state, in
-// one call filtered on the server. Sorted by name.
-func (c *Client) ListInstances(ctx context.Context, project string, selector map[string]string) ([]Instance, error) {
+// every key of selector with exactly the given value, in one call filtered
+// on the server. Sorted by name. With state, each carries its addresses:
+// the server then computes every instance's state (~30 ms for a handful of
+// containers here); without it, only name, status and config (~5 ms).
+func (c *Client) ListInstances(ctx context.Context, project string, selector map[string]string, state bool) ([]Instance, error) {
 	// Incus lists a missing project as empty; say it is missing instead.
 	// Checked once per project: projects are rarely deleted under an LB.
 	if _, known := c.projects.Load(project); !known {
@@ -63,9 +65,20 @@ func (c *Client) ListInstances(ctx context.Context, project string, selector map
 	}
 	var full []api.InstanceFull
 	var err error
-	if len(filters) == 0 {
+	switch {
+	case !state:
+		var plain []api.Instance
+		if len(filters) == 0 {
+			plain, err = c.in(project).GetInstances(api.InstanceTypeAny)
+		} else {
+			plain, err = c.in(project).GetInstancesWithFilter(api.InstanceTypeAny, filters)
+		}
+		for i := range plain {
+			full = append(full, api.InstanceFull{Instance: plain[i]})
+		}
+	case len(filters) == 0:
 		full, err = c.in(project).GetInstancesFull(api.InstanceTypeAny)
-	} else {
+	default:
 		full, err = c.in(project).GetInstancesFullWithFilter(api.InstanceTypeAny, filters)
 	}
 	if err != nil {

@@ -24,6 +24,7 @@ func (e *env) run(args []string) error {
 	resync := fs.Duration("resync", 5*time.Minute, "reconcile every LoadBalancer at least this often")
 	workers := fs.Int("workers", 2, "LoadBalancers reconciled in parallel")
 	remote := fs.String("remote", "", "incus CLI remote to use (default: the local unix socket)")
+	forceReload := fs.Bool("force-reload", false, "apply every change with a reload instead of the runtime API (for comparison benchmarks)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -43,7 +44,7 @@ func (e *env) run(args []string) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := controller.NewMetrics(reg)
 	store := &controller.Store{Path: *specPath}
-	applier := &controller.Applier{Incus: c, Log: log, Metrics: metrics}
+	applier := &controller.Applier{Incus: c, Log: log, Metrics: metrics, ForceReload: *forceReload}
 	runner := &controller.Runner{
 		Store:      store,
 		Reconciler: &controller.LBReconciler{Store: store, Applier: applier, Log: log, Metrics: metrics},
