@@ -21,7 +21,8 @@ type fakeIncus struct {
 	members []incus.Instance
 	files   map[string][]byte
 	exec    func(argv []string) incus.ExecResult
-	ran     []string // commands run, space-joined
+	ran     []string // commands run, space-joined (perl clients: "runtime SOCKET: PAYLOAD")
+	reloads int      // what the fake master reports
 }
 
 func newFake() *fakeIncus {
@@ -104,11 +105,38 @@ func (f *fakeIncus) Remove(_ context.Context, _, _, file string) error {
 	return nil
 }
 func (f *fakeIncus) Mkdir(context.Context, string, string, string, incus.FileMode) error { return nil }
-func (f *fakeIncus) Exec(_ context.Context, _, _ string, argv []string, _ []byte) (incus.ExecResult, error) {
+func (f *fakeIncus) Exec(_ context.Context, _, _ string, argv []string, stdin []byte) (incus.ExecResult, error) {
+	if argv[0] == "perl" { // the runtime API through exec: answer as HAProxy would
+		f.ran = append(f.ran, "runtime "+argv[3]+": "+strings.TrimSpace(string(stdin)))
+		switch {
+		case strings.HasPrefix(string(stdin), "show proc"):
+			return incus.ExecResult{Stdout: []byte(fmt.Sprintf("#<PID> <type> <reloads> <uptime> <version>\n1 master %d [failed: 0] 0d 2.6\n# workers\n2 worker 0 0d 2.6\n", f.reloads))}, nil
+		case strings.HasPrefix(string(stdin), "show servers state"):
+			// The slots of the config file, as HAProxy loaded them.
+			var b strings.Builder
+			b.WriteString("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_port\n")
+			for pool, slots := range haproxy.ParseLayout(f.files[haproxy.ConfigPath], nil) {
+				for i, sl := range slots {
+					if sl.Parked() {
+						fmt.Fprintf(&b, "1 %s %d %s 127.0.0.1 0 5 1\n", pool, i+1, haproxy.SlotName(i))
+					} else {
+						fmt.Fprintf(&b, "1 %s %d %s %s 2 0 %d\n", pool, i+1, haproxy.SlotName(i), sl.Address, sl.Port)
+					}
+				}
+			}
+			return incus.ExecResult{Stdout: []byte(b.String())}, nil
+		}
+		return incus.ExecResult{}, nil
+	}
 	f.ran = append(f.ran, strings.Join(argv, " "))
-	return f.exec(argv), nil
+	res := f.exec(argv)
+	if res.Code == 0 && len(argv) > 1 && argv[0] == "systemctl" && argv[1] == "reload-or-restart" {
+		f.reloads++
+	}
+	return res, nil
 }
-func (f *fakeIncus) Local() bool { return false }
+func (f *fakeIncus) Local() bool             { return false }
+func (f *fakeIncus) LocalMember(string) bool { return true }
 
 func testLB(t *testing.T, withTLS bool) *specs.LoadBalancer {
 	t.Helper()
@@ -155,7 +183,7 @@ func TestApplyConvergesThenIsANoOp(t *testing.T) {
 		t.Fatalf("config lacks the member:\n%s", f.files[haproxy.ConfigPath])
 	}
 	st := StatusFromConfig(f.inst.Config)
-	if st.Generation != 1 || st.Condition(ConditionReady).Status != "True" {
+	if st.Generation != 1 || st.Condition(ConditionReady).Status != "True" || st.Condition(ConditionProgressing).Status != "False" {
 		t.Fatalf("status %+v", st)
 	}
 	for name := range f.files {
@@ -272,8 +300,47 @@ func TestDryRunChangesNothing(t *testing.T) {
 		t.Fatalf("dry run wrote: files %v config %v", len(f.files), f.inst.Config)
 	}
 	for _, c := range f.ran {
-		if c != "test -x /usr/sbin/haproxy" && c != "systemctl is-active haproxy" {
+		if c != "test -x /usr/sbin/haproxy" && c != "systemctl is-active haproxy" && !strings.Contains(c, ": show ") {
 			t.Fatalf("dry run ran %q", c)
 		}
+	}
+}
+
+func TestMembershipChangesGoThroughTheRuntimeAPI(t *testing.T) {
+	f := newFake()
+	f.members = []incus.Instance{{Name: "api-1", Project: "default", Status: "Running", Config: map[string]string{"user.role": "api"},
+		Addresses: map[string][]string{"eth0": {"10.0.0.11"}}}}
+	a := &Applier{Incus: f, Log: logr.Discard()}
+	lb := testLB(t, false)
+	if _, err := a.Apply(context.Background(), lb, false); err != nil {
+		t.Fatal(err)
+	}
+	reloads := f.reloads
+	f.members = append(f.members, incus.Instance{Name: "api-2", Project: "default", Status: "Running",
+		Config: map[string]string{"user.role": "api"}, Addresses: map[string][]string{"eth0": {"10.0.0.12"}}})
+	plan, err := a.Apply(context.Background(), lb, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Reload != "" || f.reloads != reloads {
+		t.Fatalf("a join reloaded: %q", plan.Reload)
+	}
+	if len(plan.Runtime) != 1 || !strings.Contains(plan.Runtime[0], "srv2 <- api-2 (10.0.0.12:8080)") {
+		t.Fatalf("runtime changes: %v", plan.Runtime)
+	}
+	if !strings.Contains(string(f.files[haproxy.ConfigPath]), "server srv2 10.0.0.12:8080 check # api-2") {
+		t.Fatal("the config file was not rewritten to match")
+	}
+	// A member that loses its label while it runs is drained, not parked.
+	f.members[1].Config = map[string]string{}
+	if plan, err = a.Apply(context.Background(), lb, false); err != nil || plan.Reload != "" ||
+		len(plan.Runtime) != 1 || !strings.Contains(plan.Runtime[0], "srv2 draining api-2") || plan.RequeueAfter == 0 {
+		t.Fatalf("label removed: %v %+v", err, plan)
+	}
+	f.members[1].Config = map[string]string{"user.role": "api"}
+	// A stopped member is parked at once, again with no reload.
+	f.members[1].Status = "Stopped"
+	if plan, err = a.Apply(context.Background(), lb, false); err != nil || plan.Reload != "" || len(plan.Runtime) != 1 || !strings.Contains(plan.Runtime[0], "srv2 parked") {
+		t.Fatalf("stop: %v %+v", err, plan)
 	}
 }

@@ -287,6 +287,12 @@ var _ = Describe("incuslb apply on real Incus", Ordered, func() {
 		Expect(out).To(MatchRegexp(`api_pool\s+srv\d+\s+e2e-api-1\s+\S+:8080\s+UP`))
 		Expect(out).To(MatchRegexp(`forgejo\s+forgejo\s+-\s+\S+:3000\s+UP`))
 		GinkgoWriter.Printf("incuslb status:\n%s", out)
+		// The same through exec in the instance, the way for an LB on
+		// another cluster member or a remote Incus.
+		code, viaExec, stderr := cli("status", "e2e", "--runtime-via", "exec")
+		Expect(code).To(Equal(0), stderr)
+		Expect(viaExec).To(MatchRegexp(`api_pool\s+srv\d+\s+e2e-api-1\s+\S+:8080\s+UP`))
+		Expect(viaExec).To(MatchRegexp(`forgejo\s+forgejo\s+-\s+\S+:3000\s+UP`))
 	})
 })
 

@@ -57,6 +57,19 @@ func (c *Client) Name() string {
 // that host-side unix sockets of proxy devices can be reached.
 func (c *Client) Local() bool { return c.remote == "" }
 
+// LocalMember reports whether an instance at location (its cluster member,
+// "" or "none" when not clustered) runs on the member this client talks to.
+func (c *Client) LocalMember(location string) bool {
+	if location == "" || location == "none" {
+		return true
+	}
+	srv, _, err := c.srv.GetServer()
+	if err != nil {
+		return true // cannot tell: try the local socket, exec is the fallback on failure
+	}
+	return srv.Environment.ServerName == location
+}
+
 func unreachable(remote string, err error) error {
 	where := "the local unix socket"
 	if remote != "" {

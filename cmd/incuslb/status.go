@@ -38,6 +38,7 @@ type serverStatus struct {
 func (e *env) status(args []string) error {
 	fs := e.newFlags("status", "status [NAME] [-o text|json] [--remote NAME]")
 	output := fs.String("o", "text", "output format: text or json")
+	via := fs.String("runtime-via", "auto", "reach HAProxy's runtime API through the host socket (auto) or through exec in the instance (exec)")
 	cf := addClusterFlags(fs)
 	var name string
 	if err := parse(fs, args, &name); err != nil {
@@ -45,6 +46,9 @@ func (e *env) status(args []string) error {
 	}
 	if *output != "text" && *output != "json" {
 		return usageErrorf("-o must be text or json")
+	}
+	if *via != "auto" && *via != "exec" {
+		return usageErrorf("--runtime-via must be auto or exec")
 	}
 	c, err := incus.Connect(e.ctx, *cf.remote)
 	if err != nil {
@@ -60,7 +64,7 @@ func (e *env) status(args []string) error {
 		if name != "" && lbName != name {
 			continue
 		}
-		out = append(out, e.observe(c, inst))
+		out = append(out, e.observe(c, inst, *via == "exec"))
 	}
 	if name != "" && len(out) == 0 {
 		return fmt.Errorf("no LoadBalancer %q has an instance (apply it first)", name)
@@ -83,7 +87,7 @@ func (e *env) status(args []string) error {
 }
 
 // observe reads one LB's recorded status and its servers' live state.
-func (e *env) observe(c *incus.Client, inst incus.Instance) lbStatus {
+func (e *env) observe(c *incus.Client, inst incus.Instance, viaExec bool) lbStatus {
 	s := lbStatus{
 		Name:     inst.Config[controller.KeyLB],
 		Instance: inst.Project + "/" + inst.Name,
@@ -98,13 +102,8 @@ func (e *env) observe(c *incus.Client, inst incus.Instance) lbStatus {
 	}
 	lb := &specs.LoadBalancer{Metadata: specs.ObjectMeta{Name: s.Name},
 		Spec: specs.LoadBalancerSpec{Instance: specs.InstanceSpec{Name: inst.Name, Project: inst.Project}}}
-	a := &controller.Applier{Incus: c}
-	rt := a.Runtime(lb)
-	if rt == nil {
-		s.RuntimeErr = "live server state needs incuslb on the Incus host (the runtime API is a host-side unix socket)"
-		return s
-	}
-	states, err := rt.ServersState(e.ctx, "")
+	a := &controller.Applier{Incus: c, ExecRuntime: viaExec || !c.LocalMember(inst.Location)}
+	states, err := a.Runtime(lb).ServersState(e.ctx, "")
 	if err != nil {
 		s.RuntimeErr = err.Error()
 		return s
