@@ -23,6 +23,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/incuslb/incuslb/e2e/testenv"
 )
 
 // Named timeouts for Eventually.
@@ -190,34 +192,7 @@ func startTestserver(name, mode string) {
 }
 
 // ipv4 is an instance's global IPv4 address on eth0, or "".
-func ipv4(name string) string {
-	out, err := exec.Command("incus", "--project", project, "list", name, "--format", "json").Output()
-	if err != nil {
-		return ""
-	}
-	var insts []struct {
-		Name  string
-		State struct {
-			Network map[string]struct {
-				Addresses []struct{ Family, Address, Scope string }
-			}
-		}
-	}
-	if json.Unmarshal(out, &insts) != nil {
-		return ""
-	}
-	for _, i := range insts {
-		if i.Name != name {
-			continue
-		}
-		for _, a := range i.State.Network["eth0"].Addresses {
-			if a.Family == "inet" && a.Scope == "global" {
-				return a.Address
-			}
-		}
-	}
-	return ""
-}
+func ipv4(name string) string { return testenv.IPv4(project, name) }
 
 // inParallel runs fs at once and waits for all of them.
 func inParallel(fs ...func()) {

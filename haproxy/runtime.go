@@ -324,18 +324,10 @@ func (r *Runtime) expectEmpty(ctx context.Context, cmd string) error {
 // FillSlot points a slot at a member and makes it ready: it takes traffic
 // at once (ramped by slowstart) while its health checks run.
 func (r *Runtime) FillSlot(ctx context.Context, backend, slot, addr string, port int) error {
-	s := backend + "/" + slot
-	if err := r.expectEmpty(ctx, "set server "+s+" state maint"); err != nil {
+	if err := r.pointInMaint(ctx, backend, slot, addr, port); err != nil {
 		return err
 	}
-	out, err := r.Command(ctx, fmt.Sprintf("set server %s addr %s port %d", s, addr, port))
-	if err != nil {
-		return err
-	}
-	if o := strings.TrimSpace(out); o != "" && !strings.Contains(o, "changed") && !strings.Contains(o, "no need to change") {
-		return fmt.Errorf("set server %s addr: %s", s, o)
-	}
-	return r.expectEmpty(ctx, "set server "+s+" state ready")
+	return r.expectEmpty(ctx, "set server "+backend+"/"+slot+" state ready")
 }
 
 // Ready makes a slot that holds its member take traffic again.
@@ -350,11 +342,16 @@ func (r *Runtime) Drain(ctx context.Context, backend, slot string) error {
 
 // ParkSlot puts a slot in maintenance at the parked address.
 func (r *Runtime) ParkSlot(ctx context.Context, backend, slot string) error {
+	return r.pointInMaint(ctx, backend, slot, parkedAddress, parkedPort)
+}
+
+// pointInMaint puts a slot in maintenance and points it at addr:port.
+func (r *Runtime) pointInMaint(ctx context.Context, backend, slot, addr string, port int) error {
 	s := backend + "/" + slot
 	if err := r.expectEmpty(ctx, "set server "+s+" state maint"); err != nil {
 		return err
 	}
-	out, err := r.Command(ctx, fmt.Sprintf("set server %s addr %s port %d", s, parkedAddress, parkedPort))
+	out, err := r.Command(ctx, fmt.Sprintf("set server %s addr %s port %d", s, addr, port))
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/incuslb/incuslb/e2e/testenv"
 	"github.com/incuslb/incuslb/haproxy"
 	"github.com/incuslb/incuslb/incus"
 )
@@ -220,29 +221,7 @@ func (b *bench) backend(name, label string) error {
 	return fmt.Errorf("backend %s: %v", name, err)
 }
 
-func (b *bench) ipv4(name string) string {
-	out, err := exec.Command("incus", "--project", b.project, "list", name, "--format", "json").Output()
-	if err != nil {
-		return ""
-	}
-	var insts []struct {
-		Name  string
-		State struct {
-			Network map[string]struct {
-				Addresses []struct{ Family, Address, Scope string }
-			}
-		}
-	}
-	_ = json.Unmarshal(out, &insts)
-	for _, i := range insts {
-		for _, a := range i.State.Network["eth0"].Addresses {
-			if i.Name == name && a.Family == "inet" && a.Scope == "global" {
-				return a.Address
-			}
-		}
-	}
-	return ""
-}
+func (b *bench) ipv4(name string) string { return testenv.IPv4(b.project, name) }
 
 const specTemplate = `apiVersion: incuslb/v1alpha1
 kind: LoadBalancer
