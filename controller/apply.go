@@ -38,6 +38,7 @@ type Incus interface {
 	Remove(ctx context.Context, project, name, file string) error
 	Mkdir(ctx context.Context, project, name, dir string, mode incus.FileMode) error
 	Exec(ctx context.Context, project, name string, argv []string, stdin []byte) (incus.ExecResult, error)
+	DeleteInstance(ctx context.Context, project, name string) error
 	Local() bool
 	LocalMember(location string) bool
 }
@@ -960,7 +961,7 @@ func (a *Applier) record(ctx context.Context, lb *specs.LoadBalancer, inst *incu
 	changed := plan.Changed()
 	old := StatusFromConfig(inst.Config)
 	st := old.Clone()
-	st.LB, st.Source, st.ConfigHash = lb.Metadata.Name, lb.Source, configHash
+	st.LB, st.Source, st.Revision, st.ConfigHash = lb.Metadata.Name, lb.Source, lb.Revision, configHash
 	if st.SpecHash != specHash {
 		st.SpecHash = specHash
 		st.Generation++
@@ -980,6 +981,9 @@ func (a *Applier) record(ctx context.Context, lb *specs.LoadBalancer, inst *incu
 		progressing.Status, progressing.Reason, progressing.Message = "True", "WaitingForAddress", "a selected instance runs but has no address yet"
 	}
 	st.SetCondition(progressing, now)
+	if c := st.Condition(ConditionOrphaned); c != nil && c.Status == "True" {
+		st.SetCondition(Condition{Type: ConditionOrphaned, Status: "False", Reason: "InSpecs", ObservedGeneration: st.Generation}, now)
+	}
 	return a.writeStatus(ctx, lb, old, st)
 }
 
@@ -1010,12 +1014,23 @@ func (a *Applier) fail(ctx context.Context, lb *specs.LoadBalancer, specHash, re
 	st := old.Clone()
 	st.LB = lb.Metadata.Name
 	now := a.now()
+	msg := err.Error()
+	if lb.Revision != "" {
+		msg = "commit " + shortSHA(lb.Revision) + ": " + msg
+	}
 	st.SetCondition(Condition{Type: ConditionDegraded, Status: "True", Reason: reason,
-		Message: truncate(err.Error(), 1000), ObservedGeneration: st.Generation}, now)
+		Message: truncate(msg, 1000), ObservedGeneration: st.Generation}, now)
 	if werr := a.writeStatus(ctx, lb, old, st); werr != nil {
 		a.Log.Error(werr, "recording the failure", "lb", lb.Metadata.Name)
 	}
 	return err
+}
+
+func shortSHA(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
 }
 
 func truncate(s string, n int) string {

@@ -58,6 +58,7 @@ func (f *fakeIncus) CreateInstance(context.Context, string, string, string, []st
 	return fmt.Errorf("unexpected create")
 }
 func (f *fakeIncus) SetState(context.Context, string, string, string, bool) error { return nil }
+func (f *fakeIncus) DeleteInstance(context.Context, string, string) error         { return nil }
 func (f *fakeIncus) UpdateConfig(_ context.Context, _, _ string, keys map[string]string) error {
 	for k, v := range keys {
 		if v == "" {

@@ -17,6 +17,9 @@ type LBReconciler struct {
 	Applier *Applier
 	Log     logr.Logger
 	Metrics *Metrics
+	// Prune deletes the instance of a LoadBalancer removed from the specs;
+	// without it the instance keeps running, marked Orphaned.
+	Prune bool
 
 	mu      sync.Mutex
 	pending map[string]time.Time // earliest event not yet applied, by LB
@@ -48,9 +51,7 @@ func (r *LBReconciler) Reconcile(ctx context.Context, req Request) (Result, erro
 	start := time.Now()
 	sp, ok := r.Store.Get(req.Name)
 	if !ok {
-		// Removed from the specs: its instance is left as it is (orphaned).
-		r.Log.Info("LoadBalancer is no longer in the specs; its instance is left running (orphaned)", "lb", req.Name)
-		return Result{}, nil
+		return Result{}, r.orphaned(ctx, req.Name)
 	}
 	if sp.Err != nil {
 		if sp.LB != nil {
@@ -105,4 +106,33 @@ func (r *LBReconciler) observeMembers(ctx context.Context, lb *specs.LoadBalance
 		counts[[2]string{s.Backend, s.State()}]++
 	}
 	r.Metrics.setMembers(lb.Metadata.Name, counts)
+}
+
+// orphaned handles a LoadBalancer removed from the specs: its instance is
+// marked Orphaned and left running, or deleted with Prune.
+func (r *LBReconciler) orphaned(ctx context.Context, name string) error {
+	lb, ok := r.Store.Orphan(name)
+	if !ok {
+		return nil
+	}
+	in := lb.Spec.Instance
+	if r.Prune {
+		r.Log.Info("LoadBalancer removed from the specs: deleting its instance (--prune)", "lb", name, "instance", in.Project+"/"+in.Name)
+		return r.Applier.Incus.DeleteInstance(ctx, in.Project, in.Name)
+	}
+	r.Log.Info("LoadBalancer removed from the specs: its instance keeps running, marked Orphaned (delete it, or run with --prune)",
+		"lb", name, "instance", in.Project+"/"+in.Name)
+	inst, err := r.Applier.Incus.GetInstance(ctx, in.Project, in.Name)
+	if err != nil {
+		return nil // nothing to mark
+	}
+	old := StatusFromConfig(inst.Config)
+	st := old.Clone()
+	msg := "no longer in the specs"
+	if rev := r.Store.Revision(); rev != "" {
+		msg += " at commit " + shortSHA(rev)
+	}
+	st.SetCondition(Condition{Type: ConditionOrphaned, Status: "True", Reason: "RemovedFromSpecs", Message: msg,
+		ObservedGeneration: st.Generation}, r.Applier.now())
+	return r.Applier.writeStatus(ctx, lb, old, st)
 }

@@ -31,6 +31,13 @@ type Runner struct {
 	SpecPoll time.Duration
 	// Workers run reconciles for different LBs in parallel. Default 2.
 	Workers int
+	// Git, when set, is where the specs come from: Store follows the
+	// commit it last exported. It is fetched every GitInterval and on
+	// SyncGit (the webhook).
+	Git         *GitSource
+	GitInterval time.Duration
+
+	syncs chan string // pending git syncs, coalesced
 
 	queue     *Queue
 	connected atomic.Bool
@@ -54,6 +61,10 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.Workers == 0 {
 		r.Workers = 2
 	}
+	r.syncs = make(chan string, 1)
+	if r.Git != nil {
+		r.syncGit(ctx, "start")
+	}
 	if _, err := r.Store.Reload(); err != nil {
 		r.Log.Error(err, "some spec files are invalid; their LoadBalancers are reported Degraded")
 	}
@@ -74,6 +85,10 @@ func (r *Runner) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); r.watchEvents(ctx) }()
 	go func() { defer wg.Done(); r.watchTime(ctx) }()
+	if r.Git != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.watchGit(ctx) }()
+	}
 
 	<-ctx.Done()
 	r.Log.Info("shutting down: finishing the passes under way")
@@ -203,5 +218,58 @@ func (r *Runner) watchTime(ctx context.Context) {
 		case <-resync.C:
 			r.enqueueAll()
 		}
+	}
+}
+
+// SyncGit asks for a fetch of the git source soon; requests made while one
+// is pending coalesce into it. It never blocks (the webhook calls it).
+func (r *Runner) SyncGit(reason string) {
+	select {
+	case r.syncs <- reason:
+	default:
+	}
+}
+
+// watchGit fetches on every SyncGit and every GitInterval (the fallback for
+// missed webhooks).
+func (r *Runner) watchGit(ctx context.Context) {
+	interval := r.GitInterval
+	if interval <= 0 {
+		interval = time.Minute
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case reason := <-r.syncs:
+			r.syncGit(ctx, reason)
+		case <-tick.C:
+			r.syncGit(ctx, "poll")
+		}
+	}
+}
+
+// syncGit fetches, and when the branch moved, points the store at the new
+// commit and queues every LoadBalancer it changed (removed ones included).
+func (r *Runner) syncGit(ctx context.Context, reason string) {
+	moved, err := r.Git.Sync(ctx)
+	if err != nil {
+		r.Log.Error(err, "git fetch failed; the last fetched commit stays applied", "trigger", reason)
+		return
+	}
+	if !moved {
+		return
+	}
+	sha, path := r.Git.Revision()
+	r.Log.Info("fetched a new commit", "commit", sha, "trigger", reason)
+	r.Store.SetSource(path, sha)
+	changed, err := r.Store.Reload()
+	if err != nil {
+		r.Log.Error(err, "the commit has invalid spec files; their LoadBalancers are reported Degraded", "commit", sha)
+	}
+	for _, name := range changed {
+		r.queue.Add(name)
 	}
 }

@@ -15,6 +15,7 @@ const (
 	KeyConfigHash = "user.incuslb.config-hash" // hash of the haproxy.cfg last applied
 	KeyAppliedAt  = "user.incuslb.applied-at"  // RFC 3339 time of the last change applied
 	KeyConditions = "user.incuslb.conditions"  // JSON list of Condition
+	KeyRevision   = "user.incuslb.revision"    // git commit the spec was read at
 )
 
 // Condition types, as Kubernetes controllers report them.
@@ -22,6 +23,9 @@ const (
 	ConditionReady       = "Ready"
 	ConditionProgressing = "Progressing"
 	ConditionDegraded    = "Degraded"
+	// ConditionOrphaned is set on the instance of a LoadBalancer removed from
+	// the specs; it keeps running until deleted (run --prune deletes it).
+	ConditionOrphaned = "Orphaned"
 )
 
 // Condition is one observed aspect of a LoadBalancer.
@@ -38,6 +42,7 @@ type Condition struct {
 type Status struct {
 	LB         string      `json:"lb"`
 	Source     string      `json:"source,omitempty"`
+	Revision   string      `json:"revision,omitempty"`
 	SpecHash   string      `json:"specHash,omitempty"`
 	Generation int64       `json:"generation"`
 	ConfigHash string      `json:"configHash,omitempty"`
@@ -50,6 +55,7 @@ func StatusFromConfig(cfg map[string]string) Status {
 	s := Status{
 		LB:         cfg[KeyLB],
 		Source:     cfg[KeySource],
+		Revision:   cfg[KeyRevision],
 		SpecHash:   cfg[KeySpecHash],
 		ConfigHash: cfg[KeyConfigHash],
 	}
@@ -71,6 +77,7 @@ func (s Status) Keys() map[string]string {
 	keys := map[string]string{
 		KeyLB:         s.LB,
 		KeySource:     s.Source,
+		KeyRevision:   s.Revision,
 		KeySpecHash:   s.SpecHash,
 		KeyGeneration: strconv.FormatInt(s.Generation, 10),
 		KeyConfigHash: s.ConfigHash,

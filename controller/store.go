@@ -25,10 +25,36 @@ type Spec struct {
 type Store struct {
 	Path string
 
-	mu      sync.Mutex
-	specs   map[string]Spec
-	files   map[string][]string // file -> names it held last time it parsed
-	version string              // hash of every file read, to skip unchanged reloads
+	mu       sync.Mutex
+	revision string                         // git commit of Path, when it comes from git
+	orphans  map[string]*specs.LoadBalancer // removed from the specs, by name: their instances stay
+	specs    map[string]Spec
+	files    map[string][]string // file -> names it held last time it parsed
+	version  string              // hash of every file read, to skip unchanged reloads
+}
+
+// SetSource points the store at another directory (a new git commit's
+// export); the next Reload reads it.
+func (s *Store) SetSource(path, revision string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Path, s.revision = path, revision
+}
+
+// Revision is the git commit the specs were last read at ("" without git).
+func (s *Store) Revision() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.revision
+}
+
+// Orphan returns the last spec of a LoadBalancer that is no longer in the
+// specs.
+func (s *Store) Orphan(name string) (*specs.LoadBalancer, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lb, ok := s.orphans[name]
+	return lb, ok
 }
 
 // Get returns the spec called name.
@@ -64,11 +90,15 @@ func (s *Store) Names() []string {
 // LoadBalancers it held invalid, with its errors; other files are
 // unaffected.
 func (s *Store) Reload() ([]string, error) {
-	files, err := specs.Files(s.Path)
+	s.mu.Lock()
+	path, revision := s.Path, s.revision
+	s.mu.Unlock()
+	files, err := specs.Files(path)
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.New()
+	fmt.Fprintf(sum, "%s\x00", revision)
 	parsed := map[string][]*specs.LoadBalancer{}
 	fileErr := map[string]error{}
 	for _, f := range files {
@@ -83,6 +113,7 @@ func (s *Store) Reload() ([]string, error) {
 			continue
 		}
 		for _, lb := range lbs {
+			lb.Revision = revision
 			specs.SetDefaults(lb)
 			if t := lb.Spec.Frontend.TLS; t != nil {
 				if cert, err := os.ReadFile(t.CertificateFile); err == nil {
@@ -148,14 +179,23 @@ func (s *Store) Reload() ([]string, error) {
 	}
 	var changed []string
 	for name, sp := range next {
-		if old, ok := s.specs[name]; !ok || old.Hash != sp.Hash {
+		if old, ok := s.specs[name]; !ok || old.Hash != sp.Hash || (sp.LB != nil && old.LB != nil && old.LB.Revision != sp.LB.Revision) {
 			changed = append(changed, name)
 		}
 	}
-	for name := range s.specs {
+	if s.orphans == nil {
+		s.orphans = map[string]*specs.LoadBalancer{}
+	}
+	for name, old := range s.specs {
 		if _, ok := next[name]; !ok {
 			changed = append(changed, name)
+			if old.LB != nil {
+				s.orphans[name] = old.LB
+			}
 		}
+	}
+	for name := range next {
+		delete(s.orphans, name)
 	}
 	s.specs, s.files = next, files2
 	sort.Strings(changed)

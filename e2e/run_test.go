@@ -208,12 +208,18 @@ type controllerProcess struct {
 
 func startController(specDir string) *controllerProcess {
 	GinkgoHelper()
+	return startControllerArgs("run", "--spec", specDir, "--resync", "5s")
+}
+
+// startControllerArgs runs incuslb with args and a free --listen port.
+func startControllerArgs(args ...string) *controllerProcess {
+	GinkgoHelper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	Expect(err).NotTo(HaveOccurred())
 	listen := ln.Addr().String()
 	ln.Close()
 	p := &controllerProcess{log: &lockedBuffer{}, listen: listen, done: make(chan int, 1)}
-	p.cmd = exec.Command(bin, "run", "--spec", specDir, "--listen", listen, "--resync", "5s")
+	p.cmd = exec.Command(bin, append(args, "--listen", listen)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	Expect(p.cmd.Start()).To(Succeed())
 	go func() {

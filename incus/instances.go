@@ -2,6 +2,7 @@ package incus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -220,6 +221,20 @@ func (c *Client) SetState(ctx context.Context, project, name, action string, for
 	op, err := c.in(project).UpdateInstanceState(name, api.InstanceStatePut{Action: action, Force: force, Timeout: -1}, "")
 	if err := wait(ctx, op, notFound(err)); err != nil {
 		return fmt.Errorf("%s instance %s: %w", action, name, err)
+	}
+	return nil
+}
+
+// DeleteInstance stops (force) and deletes an instance; a missing one is
+// not an error.
+func (c *Client) DeleteInstance(ctx context.Context, project, name string) error {
+	if err := c.SetState(ctx, project, name, "stop", true); err != nil && !errors.Is(err, ErrNotFound) &&
+		!strings.Contains(err.Error(), "already stopped") && !strings.Contains(err.Error(), "not running") {
+		return err
+	}
+	op, err := c.in(project).DeleteInstance(name)
+	if err := wait(ctx, op, notFound(err)); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("deleting instance %s: %w", name, err)
 	}
 	return nil
 }

@@ -17,6 +17,9 @@ type LoadBalancer struct {
 	// Source is the file the object was read from, for error messages and
 	// for resolving relative certificate paths. It is not part of the spec.
 	Source string `json:"-"`
+	// Revision is the git commit the object was read at, when it came from
+	// a repository. Not part of the spec.
+	Revision string `json:"-"`
 }
 
 // ObjectMeta names the object. Name is a DNS label and names the LB

@@ -70,8 +70,8 @@ Usage:
                                      converge the HAProxy instance(s) on the specs
   incuslb diff -f FILE|DIR|-         show how the running haproxy.cfg differs (exit 1 when it does)
   incuslb status [NAME] [-o json]    show each LB, its applied generation and live server states
-  incuslb run --spec FILE|DIR [--listen 127.0.0.1:9090] [--resync 5m]
-                                     keep converging: on Incus events, spec changes and a resync
+  incuslb run (--spec FILE|DIR | --git-repo URL) [--listen 127.0.0.1:9090] [--resync 5m]
+                                     keep converging: on Incus events, spec or git changes and a resync
   incuslb version                    print the version
 
 Run 'incuslb VERB -h' for a verb's flags.

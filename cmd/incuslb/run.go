@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -18,8 +21,16 @@ import (
 )
 
 func (e *env) run(args []string) error {
-	fs := e.newFlags("run", "run --spec FILE|DIR [--listen 127.0.0.1:9090] [--resync 5m] [--remote NAME]")
+	fs := e.newFlags("run", "run (--spec FILE|DIR | --git-repo URL [--git-branch B] [--git-path DIR]) [--listen 127.0.0.1:9090] [--resync 5m]")
 	specPath := fs.String("spec", "", "spec file or directory of specs (watched for changes, with the certificates they name)")
+	gitRepo := fs.String("git-repo", "", "git repository the specs come from (a path, file://, https:// or ssh URL), instead of --spec")
+	gitBranch := fs.String("git-branch", "main", "branch of --git-repo to follow")
+	gitPath := fs.String("git-path", ".", "directory of specs inside the repository")
+	gitInterval := fs.Duration("git-interval", time.Minute, "fetch the branch this often (the fallback for missed webhooks)")
+	gitDir := fs.String("git-dir", "/var/lib/incuslb/git", "where the local clone lives")
+	secretFile := fs.String("webhook-secret-file", "", "file holding the secret that signs webhook deliveries (enables POST /hooks/git)")
+	insecure := fs.Bool("webhook-insecure", false, "serve POST /hooks/git without checking signatures (not for production)")
+	prune := fs.Bool("prune", false, "delete the instance of a LoadBalancer removed from the specs (default: keep it, marked Orphaned)")
 	listen := fs.String("listen", "127.0.0.1:9090", "address for /metrics, /healthz and /readyz (empty: none)")
 	resync := fs.Duration("resync", 5*time.Minute, "reconcile every LoadBalancer at least this often")
 	workers := fs.Int("workers", 2, "LoadBalancers reconciled in parallel")
@@ -28,13 +39,31 @@ func (e *env) run(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *specPath == "" {
-		return usageErrorf("--spec FILE|DIR is required")
+	if (*specPath == "") == (*gitRepo == "") {
+		return usageErrorf("give either --spec FILE|DIR or --git-repo URL")
+	}
+	if *gitRepo == "" && (*secretFile != "" || *insecure) {
+		return usageErrorf("the webhook needs --git-repo")
 	}
 	if *resync <= 0 || *workers < 1 {
 		return usageErrorf("--resync must be positive and --workers at least 1")
 	}
 	log := logr.FromSlogHandler(slog.NewJSONHandler(e.stderr, nil))
+	var secret []byte
+	switch {
+	case *secretFile != "":
+		b, err := os.ReadFile(*secretFile)
+		if err != nil {
+			return fmt.Errorf("--webhook-secret-file: %w", err)
+		}
+		if secret = bytes.TrimSpace(b); len(secret) == 0 {
+			return fmt.Errorf("--webhook-secret-file %s is empty", *secretFile)
+		}
+	case *gitRepo != "" && !*insecure:
+		log.Info("no --webhook-secret-file: POST /hooks/git is off; the branch is polled every --git-interval")
+	case *insecure:
+		log.Info("WARNING: --webhook-insecure: POST /hooks/git accepts unsigned deliveries; anyone who reaches the listener can trigger a fetch")
+	}
 
 	c, err := incus.Connect(e.ctx, *remote)
 	if err != nil {
@@ -44,14 +73,20 @@ func (e *env) run(args []string) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := controller.NewMetrics(reg)
 	store := &controller.Store{Path: *specPath}
+	var git *controller.GitSource
+	if *gitRepo != "" {
+		git = &controller.GitSource{URL: *gitRepo, Branch: *gitBranch, Path: *gitPath, Dir: *gitDir}
+	}
 	applier := &controller.Applier{Incus: c, Log: log, Metrics: metrics, ForceReload: *forceReload}
 	runner := &controller.Runner{
-		Store:      store,
-		Reconciler: &controller.LBReconciler{Store: store, Applier: applier, Log: log, Metrics: metrics},
-		Events:     c,
-		Log:        log,
-		Resync:     *resync,
-		Workers:    *workers,
+		Store:       store,
+		Reconciler:  &controller.LBReconciler{Store: store, Applier: applier, Log: log, Metrics: metrics, Prune: *prune},
+		Events:      c,
+		Log:         log,
+		Resync:      *resync,
+		Workers:     *workers,
+		Git:         git,
+		GitInterval: *gitInterval,
 	}
 
 	var srv *http.Server
@@ -70,6 +105,9 @@ func (e *env) run(args []string) error {
 			}
 			_, _ = w.Write([]byte("ok\n"))
 		})
+		if git != nil && (secret != nil || *insecure) {
+			mux.Handle("POST /hooks/git", &controller.Webhook{Secret: secret, Branch: *gitBranch, Trigger: runner.SyncGit, Log: log})
+		}
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -78,7 +116,7 @@ func (e *env) run(args []string) error {
 		}()
 		log.Info("listening", "address", ln.Addr().String())
 	}
-	log.Info("incuslb run starting", "spec", *specPath, "incus", c.Name(), "resync", resync.String())
+	log.Info("incuslb run starting", "spec", *specPath, "git", *gitRepo, "branch", *gitBranch, "incus", c.Name(), "resync", resync.String())
 	err = runner.Run(e.ctx)
 	if srv != nil {
 		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)

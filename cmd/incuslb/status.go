@@ -154,6 +154,9 @@ func printStatus(e *env, s lbStatus) {
 	if st.Source != "" {
 		fmt.Fprintf(e.stdout, "  source:     %s\n", st.Source)
 	}
+	if st.Revision != "" {
+		fmt.Fprintf(e.stdout, "  commit:     %s\n", st.Revision)
+	}
 	var conds []string
 	for _, c := range st.Conditions {
 		cs := fmt.Sprintf("%s=%s", c.Type, c.Status)
