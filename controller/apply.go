@@ -30,7 +30,7 @@ type Incus interface {
 	SetState(ctx context.Context, project, name, action string, force bool) error
 	UpdateConfig(ctx context.Context, project, name string, keys map[string]string) error
 	EnsureDevice(ctx context.Context, project, name, device string, settings map[string]string) error
-	ListInstances(ctx context.Context, project string, selector map[string]string, state bool) ([]incus.Instance, error)
+	ListInstances(ctx context.Context, project string, state bool) ([]incus.Instance, error)
 	ReadFile(ctx context.Context, project, name, file string) ([]byte, error)
 	WriteFile(ctx context.Context, project, name, file string, data []byte, mode incus.FileMode) error
 	WriteTemp(ctx context.Context, project, name, file string, data []byte, mode incus.FileMode) (string, error)
@@ -64,37 +64,57 @@ type Applier struct {
 	// runtime API: the seed role's way, kept to compare against (make bench).
 	ForceReload bool
 
-	drains    drains
-	checked   keySet   // instances known to have haproxy and the proxy devices
-	elsewhere keySet   // LB instances on another cluster member than this host
-	fullList  schedule // when each LB last listed members with their state
+	drainingSince lockedMap[time.Time] // draining members, by lb/pool/address:port
+	checked       lockedMap[bool]      // instances known to have haproxy and the proxy devices
+	elsewhere     lockedMap[bool]      // LB instances on another cluster member than this host
+	fullListAt    lockedMap[time.Time] // when each LB last listed its members with their state
 }
 
-// keySet is a set of strings safe for concurrent use.
-type keySet struct {
+// lockedMap is a map safe for concurrent use; its zero value is empty.
+type lockedMap[V any] struct {
 	mu sync.Mutex
-	m  map[string]bool
+	m  map[string]V
 }
 
-func (k *keySet) has(key string) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.m[key]
+func (l *lockedMap[V]) get(key string) (V, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.m[key]
+	return v, ok
 }
 
-func (k *keySet) add(key string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.m == nil {
-		k.m = map[string]bool{}
+func (l *lockedMap[V]) has(key string) bool {
+	_, ok := l.get(key)
+	return ok
+}
+
+func (l *lockedMap[V]) set(key string, v V) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string]V{}
 	}
-	k.m[key] = true
+	l.m[key] = v
 }
 
-func (k *keySet) remove(key string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.m, key)
+// setIfAbsent stores v unless key has a value, and returns the value.
+func (l *lockedMap[V]) setIfAbsent(key string, v V) V {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if old, ok := l.m[key]; ok {
+		return old
+	}
+	if l.m == nil {
+		l.m = map[string]V{}
+	}
+	l.m[key] = v
+	return v
+}
+
+func (l *lockedMap[V]) remove(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.m, key)
 }
 
 // Plan says what a pass did, or would do with DryRun.
@@ -106,11 +126,10 @@ type Plan struct {
 	StartInstance  bool
 	InstallHAProxy bool
 	PushCert       bool
-	ConfigDiff     string // unified diff, running -> desired; "" when equal
-	Reload         string // why HAProxy must reload; "" for no reload
-	StartHAProxy   bool   // HAProxy was not running
-	Runtime        []string
-	Members        map[string][]haproxy.Member
+	ConfigDiff     string   // unified diff, running -> desired; "" when equal
+	Reload         string   // why HAProxy must reload; "" for no reload
+	StartHAProxy   bool     // HAProxy was not running
+	Runtime        []string // changes made through the runtime API
 	// RequeueAfter asks for another pass soon: a member waits for its
 	// address, or drains.
 	RequeueAfter time.Duration
@@ -250,15 +269,11 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 	}
 	draining := map[string]bool{}
 	if live != nil && !a.ForceReload {
-		leavers, err := a.leavers(ctx, lb, prev, disc)
-		if err != nil {
-			return plan, a.fail(ctx, lb, specHash, "DiscoveryFailed", err)
-		}
+		leavers := a.leavers(lb, prev, disc)
 		if a.settleDrains(ctx, rt, lb, leavers, live, members, draining) {
 			plan.RequeueAfter = drainPoll
 		}
 	}
-	plan.Members = members
 	layout := haproxy.Assign(lb, members, prev)
 	desired := haproxy.Render(lb, layout, haproxy.Options{})
 	plan.ConfigDiff = textdiff.Unified("running "+haproxy.ConfigPath, "desired", running, desired)
@@ -462,11 +477,12 @@ func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, prev hap
 		}
 		byProject[p.Project] = append(byProject[p.Project], p)
 	}
-	full := a.fullList.due(lb.Metadata.Name, a.now())
+	last, listed := a.fullListAt.get(lb.Metadata.Name)
+	full := !listed || a.now().Sub(last) >= fullListEvery
 	d := &discovery{members: map[string][]haproxy.Member{}, seen: map[string]incus.Instance{}}
 	for _, project := range projects {
 		pools := byProject[project]
-		insts, err := a.Incus.ListInstances(ctx, project, nil, full)
+		insts, err := a.Incus.ListInstances(ctx, project, full)
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: %w", pools[0].Name, err)
 		}
@@ -496,7 +512,7 @@ func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, prev hap
 		}
 	}
 	if full {
-		a.fullList.done(lb.Metadata.Name, a.now())
+		a.fullListAt.set(lb.Metadata.Name, a.now())
 	}
 	return d, nil
 }
@@ -550,28 +566,6 @@ func (a *Applier) addresses(ctx context.Context, project string, insts []incus.I
 	}
 	wg.Wait()
 	return insts, errors.Join(errs...)
-}
-
-// schedule remembers, per LB, when something was last done.
-type schedule struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-func (s *schedule) due(key string, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, ok := s.last[key]
-	return !ok || now.Sub(t) >= fullListEvery
-}
-
-func (s *schedule) done(key string, now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.last == nil {
-		s.last = map[string]time.Time{}
-	}
-	s.last[key] = now
 }
 
 func matches(config, selector map[string]string) bool {
@@ -639,7 +633,7 @@ func (a *Applier) ensureInstance(ctx context.Context, lb *specs.LoadBalancer, pl
 	// pass: ensureRunning looks again when HAProxy stops answering.
 	key := in.Project + "/" + in.Name
 	if inst != nil && !a.Incus.LocalMember(inst.Location) {
-		a.elsewhere.add(key)
+		a.elsewhere.set(key, true)
 	} else {
 		a.elsewhere.remove(key)
 	}
@@ -653,7 +647,7 @@ func (a *Applier) ensureInstance(ctx context.Context, lb *specs.LoadBalancer, pl
 			}
 		}
 		if !dryRun {
-			a.checked.add(key)
+			a.checked.set(key, true)
 		}
 	}
 	return inst, nil

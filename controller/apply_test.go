@@ -72,7 +72,7 @@ func (f *fakeIncus) UpdateConfig(_ context.Context, _, _ string, keys map[string
 func (f *fakeIncus) EnsureDevice(context.Context, string, string, string, map[string]string) error {
 	return nil
 }
-func (f *fakeIncus) ListInstances(_ context.Context, _ string, _ map[string]string, state bool) ([]incus.Instance, error) {
+func (f *fakeIncus) ListInstances(_ context.Context, _ string, state bool) ([]incus.Instance, error) {
 	out := append([]incus.Instance(nil), f.members...)
 	if !state {
 		for i := range out {

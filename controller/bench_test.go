@@ -22,9 +22,9 @@ type scaleIncus struct {
 	listCalls atomic.Int64
 }
 
-func (s *scaleIncus) ListInstances(ctx context.Context, project string, sel map[string]string, state bool) ([]incus.Instance, error) {
+func (s *scaleIncus) ListInstances(ctx context.Context, project string, state bool) ([]incus.Instance, error) {
 	s.listCalls.Add(1)
-	return s.fakeIncus.ListInstances(ctx, project, sel, state)
+	return s.fakeIncus.ListInstances(ctx, project, state)
 }
 
 func newScale(n int) *scaleIncus {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/incuslb/incuslb/haproxy"
@@ -13,33 +12,6 @@ import (
 
 // drainPoll is how often a draining member's sessions are counted.
 const drainPoll = time.Second
-
-// drains remembers when each draining member started draining, by
-// "lb/pool/address:port". It lives as long as the Applier; a restarted
-// controller finds the member in DRAIN and starts its clock again.
-type drains struct {
-	mu    sync.Mutex
-	since map[string]time.Time
-}
-
-func (d *drains) start(key string, now time.Time) time.Time {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.since == nil {
-		d.since = map[string]time.Time{}
-	}
-	if t, ok := d.since[key]; ok {
-		return t
-	}
-	d.since[key] = now
-	return now
-}
-
-func (d *drains) forget(key string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.since, key)
-}
 
 // liveLayout reads every slot's live state from HAProxy: live[pool][i] is
 // slot i's state, for the selector pools.
@@ -79,7 +51,7 @@ type leaver struct {
 
 // leavers finds the members of prev that discovery no longer returns, and
 // whether each still runs (so it is drained) or is gone (parked at once).
-func (a *Applier) leavers(ctx context.Context, lb *specs.LoadBalancer, prev haproxy.Layout, disc *discovery) ([]leaver, error) {
+func (a *Applier) leavers(lb *specs.LoadBalancer, prev haproxy.Layout, disc *discovery) []leaver {
 	var out []leaver
 	for _, p := range lb.Spec.Pools {
 		if len(p.Selector) == 0 {
@@ -100,7 +72,7 @@ func (a *Applier) leavers(ctx context.Context, lb *specs.LoadBalancer, prev hapr
 			out = append(out, l)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // runtimeChange is one thing done through the runtime API.
@@ -169,20 +141,21 @@ func (a *Applier) settleDrains(ctx context.Context, rt *haproxy.Runtime, lb *spe
 	for _, l := range leavers {
 		key := fmt.Sprintf("%s/%s/%s", lb.Metadata.Name, l.pool, l.member.Endpoint())
 		if !l.running {
-			a.drains.forget(key)
+			a.drainingSince.remove(key)
 			continue
 		}
 		var have haproxy.ServerState
 		if l.slot < len(live[l.pool]) {
 			have = live[l.pool][l.slot]
 		}
-		started := a.drains.start(key, now)
+		// A restarted controller finds the member in DRAIN and starts the clock again.
+		started := a.drainingSince.setIfAbsent(key, now)
 		if have.State() == "DRAIN" {
 			n, err := rt.Sessions(ctx, l.pool, haproxy.SlotName(l.slot))
 			if err == nil && n == 0 || now.Sub(started) >= timeout {
 				a.Log.Info("member drained", "lb", lb.Metadata.Name, "pool", l.pool, "member", l.member.Member,
 					"sessions", n, "after", now.Sub(started).Truncate(time.Millisecond).String())
-				a.drains.forget(key)
+				a.drainingSince.remove(key)
 				continue
 			}
 		}

@@ -169,26 +169,7 @@ func startTestserver(name, mode string) {
 	if mode == "forgejo" {
 		execStart += " -mode forgejo -addr :3000 -host forgejo.example.org"
 	}
-	unit := fmt.Sprintf("[Unit]\nDescription=incuslb e2e test server\nAfter=network.target\n\n[Service]\nExecStart=%s\nRestart=always\n\n[Install]\nWantedBy=multi-user.target\n", execStart)
-	unitFile := filepath.Join(workDir, name+".service")
-	Expect(os.WriteFile(unitFile, []byte(unit), 0o644)).To(Succeed())
-	// Early in boot a step can fail (systemd not up yet): redo them all
-	// until the service runs.
-	Eventually(func() error {
-		_, _ = incus("exec", name, "--", "systemctl", "is-system-running", "--wait")
-		for _, args := range [][]string{
-			{"--quiet", "file", "push", "--uid", "0", "--gid", "0", "--mode", "0755", server, name + "/usr/local/bin/testserver"},
-			{"--quiet", "file", "push", "--uid", "0", "--gid", "0", "--mode", "0644", unitFile, name + "/etc/systemd/system/testserver.service"},
-			{"exec", name, "--", "systemctl", "daemon-reload"},
-			{"exec", name, "--", "systemctl", "enable", "--now", "testserver"},
-			{"exec", name, "--", "systemctl", "is-active", "--quiet", "testserver"},
-		} {
-			if _, err := incus(args...); err != nil {
-				return err
-			}
-		}
-		return nil
-	}, instanceUp, time.Second).Should(Succeed())
+	Expect(testenv.InstallTestserver(project, name, server, workDir, execStart)).To(Succeed())
 }
 
 // ipv4 is an instance's global IPv4 address on eth0, or "".

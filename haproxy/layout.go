@@ -152,17 +152,6 @@ func indexOf(fields []string, s string) int {
 	return -1
 }
 
-// Members lists the filled slots of a pool as members, in slot order.
-func (l Layout) Members(pool string) []Member {
-	var out []Member
-	for _, s := range l[pool] {
-		if !s.Parked() {
-			out = append(out, Member{Name: s.Member, Address: s.Address, Port: s.Port})
-		}
-	}
-	return out
-}
-
 // String is a compact, deterministic description, for logs and tests.
 func (l Layout) String() string {
 	var b strings.Builder

@@ -76,7 +76,8 @@ func (e *env) apply(args []string) error {
 // member got its address), so that apply exits once the container runs
 // the desired config; bounded by the drain timeout plus 30s.
 func (e *env) converge(a *controller.Applier, lb *specs.LoadBalancer, dryRun bool) error {
-	deadline := time.Now().Add(lb.Spec.Defaults.DrainTimeout.Duration + 30*time.Second)
+	start := time.Now()
+	deadline := start.Add(lb.Spec.Defaults.DrainTimeout.Duration + 30*time.Second)
 	changed := false
 	for {
 		plan, err := a.Apply(e.ctx, lb, dryRun)
@@ -91,7 +92,7 @@ func (e *env) converge(a *controller.Applier, lb *specs.LoadBalancer, dryRun boo
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("still converging after %v (a member draining, or waiting for its address); run apply again or see incuslb status", time.Since(deadline.Add(-lb.Spec.Defaults.DrainTimeout.Duration-30*time.Second)).Truncate(time.Second))
+			return fmt.Errorf("still converging after %v (a member draining, or waiting for its address); run apply again or see incuslb status", time.Since(start).Truncate(time.Second))
 		}
 		select {
 		case <-e.ctx.Done():

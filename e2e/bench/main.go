@@ -203,22 +203,7 @@ func (b *bench) backend(name, label string) error {
 	if err := b.incus(args...); err != nil {
 		return err
 	}
-	unit := filepath.Join(b.work, "testserver.service")
-	_ = os.WriteFile(unit, []byte("[Unit]\nAfter=network.target\n[Service]\nExecStart=/usr/local/bin/testserver\nRestart=always\n[Install]\nWantedBy=multi-user.target\n"), 0o644)
-	var err error
-	for try := 0; try < 10; try++ {
-		_ = b.incus("exec", name, "--", "systemctl", "is-system-running", "--wait")
-		err = errors.Join(
-			b.incus("--quiet", "file", "push", "--uid", "0", "--gid", "0", "--mode", "0755", b.server, name+"/usr/local/bin/testserver"),
-			b.incus("--quiet", "file", "push", "--uid", "0", "--gid", "0", "--mode", "0644", unit, name+"/etc/systemd/system/testserver.service"),
-			b.incus("exec", name, "--", "systemctl", "daemon-reload"),
-			b.incus("exec", name, "--", "systemctl", "enable", "--now", "testserver"))
-		if err == nil && b.incus("exec", name, "--", "systemctl", "is-active", "--quiet", "testserver") == nil {
-			return nil
-		}
-		time.Sleep(time.Second)
-	}
-	return fmt.Errorf("backend %s: %v", name, err)
+	return testenv.InstallTestserver(b.project, name, b.server, b.work, "/usr/local/bin/testserver")
 }
 
 func (b *bench) ipv4(name string) string { return testenv.IPv4(b.project, name) }
