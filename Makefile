@@ -21,7 +21,7 @@ deps:
 test: incus-env lint unit fuzz e2e
 
 unit:
-	$(GO) test -count=1 ./...
+	$(GO) test -race -count=1 ./...
 
 ## fuzz: a short run of each fuzz target (FUZZTIME each).
 fuzz: deps
@@ -52,9 +52,14 @@ clean:
 incus-env:
 	bash hack/incus-env.sh
 
-## e2e: the end-to-end suite on real Incus and real HAProxy.
+## e2e: the end-to-end suite on real Incus and real HAProxy, once with each
+## LB image: Debian 12's HAProxy 2.6 and Debian 13's HAProxy 3.0.
+E2E_IMAGES ?= lb-haproxy lb-haproxy-30
 e2e: incus-env
-	$(GO) test -v -tags e2e -count=1 -timeout 30m ./e2e/ -ginkgo.v
+	@for img in $(E2E_IMAGES); do \
+	  echo "== e2e suite with LB image $$img"; \
+	  INCUSLB_E2E_IMAGE=$$img $(GO) test -v -tags e2e -count=1 -timeout 30m ./e2e/ -ginkgo.v || exit 1; \
+	done
 
 ## bench: the benchmarks of BENCHMARKS.md: Go benchmarks on a fake Incus of
 ## 10,000 instances, then the harness on real Incus (prints a table).

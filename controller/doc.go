@@ -1,11 +1,30 @@
 // Package controller converges HAProxy containers on LoadBalancer specs.
 //
-// Applier.Apply is one pass for one LoadBalancer: ensure the instance,
-// discover members, render, and apply the difference (push, validate with
-// haproxy -c, swap atomically, reload, confirm). It rebuilds the whole
-// desired state on every pass and compares it with what runs; it never
-// patches state from the content of an event.
+// One pass (Applier.Apply, pass.go) is a pipeline:
 //
-// It reaches Incus through the narrow interfaces declared here, which
-// *incus.Client satisfies, and HAProxy through haproxy.Runtime.
+//   - Observe (observe.go, discover.go): the LB instance and its owner key,
+//     the files in it (a cache of what should run), what HAProxy actually
+//     runs (the hash of the config its worker loaded, the live server table,
+//     the served certificate, the master's reload history), and the members
+//     Incus has for each selector pool. Reading writes nothing.
+//   - Plan (plan.go): a pure function of the spec and the observation: the
+//     desired config, a reload and its reason (ReloadReason, a small enum),
+//     or the slot changes to make through the runtime API. Table-tested.
+//   - Execute (execute.go, reload.go, instance.go): create, adopt or start
+//     the instance; runtime API changes; or stage, check with haproxy -c,
+//     rename and reload through the master CLI, confirmed by HAProxy itself.
+//   - Record (record.go): the pass's one status write, on an instance this
+//     LB owns, never the owner key.
+//
+// A dry run is a pass without Execute and Record. runtimeapi.go picks the
+// route to HAProxy's sockets (host-side proxy device, or exec in the
+// instance). The long-running side is reconcile.go (the Reconciler rules),
+// lbreconciler.go, queue.go, runner.go, store.go (the one owner of the
+// specs), gitsource.go and webhook.go; prune.go is the policy for deleting
+// the instance of a removed LoadBalancer.
+//
+// It must never touch an instance whose user.incuslb.lb key names another
+// LoadBalancer, nor adopt one without that key unless the spec asks. It
+// reaches Incus only through the narrow interfaces declared here, which
+// *incus.Client satisfies, and HAProxy only through haproxy.Runtime.
 package controller

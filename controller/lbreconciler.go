@@ -2,12 +2,15 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 
+	"github.com/incuslb/incuslb/haproxy"
+	"github.com/incuslb/incuslb/incus"
 	"github.com/incuslb/incuslb/specs"
 )
 
@@ -17,9 +20,13 @@ type LBReconciler struct {
 	Applier *Applier
 	Log     logr.Logger
 	Metrics *Metrics
-	// Prune deletes the instance of a LoadBalancer removed from the specs;
-	// without it the instance keeps running, marked Orphaned.
+	// Prune deletes the instance of a LoadBalancer removed from the specs
+	// (see DecidePrune for when); without it the instance keeps running,
+	// marked Orphaned.
 	Prune bool
+	// PruneGrace is how long a LoadBalancer must stay removed from the specs
+	// before Prune deletes its instance. Default 15m (three default resyncs).
+	PruneGrace time.Duration
 
 	mu      sync.Mutex
 	pending map[string]time.Time // earliest event not yet applied, by LB
@@ -51,11 +58,13 @@ func (r *LBReconciler) Reconcile(ctx context.Context, req Request) (Result, erro
 	start := time.Now()
 	sp, ok := r.Store.Get(req.Name)
 	if !ok {
-		return Result{}, r.orphaned(ctx, req.Name)
+		return r.orphaned(ctx, req.Name)
 	}
 	if sp.Err != nil {
 		if sp.LB != nil {
-			_ = r.Applier.fail(ctx, sp.LB, "", "InvalidSpec", sp.Err)
+			if err := r.Applier.ReportInvalid(ctx, sp.LB, sp.Err); err != nil {
+				r.Log.Error(err, "recording the invalid spec", "lb", req.Name)
+			}
 		}
 		r.Metrics.reconciled(req.Name, "terminal", time.Since(start))
 		return Result{}, Terminal(fmt.Errorf("invalid spec: %w", sp.Err))
@@ -78,7 +87,7 @@ func (r *LBReconciler) Reconcile(ctx context.Context, req Request) (Result, erro
 		}
 	}
 	if plan.Changed() {
-		r.Log.Info("reconciled", "lb", req.Name, "reload", plan.Reload, "runtime", plan.Runtime,
+		r.Log.Info("reconciled", "lb", req.Name, "reload", string(plan.Reload), "detail", plan.ReloadDetail, "runtime", plan.Runtime,
 			"took", time.Since(start).Truncate(time.Microsecond).String())
 	}
 	r.observeMembers(ctx, sp.LB)
@@ -100,7 +109,7 @@ func (r *LBReconciler) observeMembers(ctx context.Context, lb *specs.LoadBalance
 	}
 	counts := map[[2]string]int{}
 	for _, s := range states {
-		if s.State() == "MAINT" && parked(s) {
+		if _, slot := haproxy.SlotIndex(s.Name); slot && s.State() == "MAINT" && parked(s) {
 			continue
 		}
 		counts[[2]string{s.Backend, s.State()}]++
@@ -109,30 +118,60 @@ func (r *LBReconciler) observeMembers(ctx context.Context, lb *specs.LoadBalance
 }
 
 // orphaned handles a LoadBalancer removed from the specs: its instance is
-// marked Orphaned and left running, or deleted with Prune.
-func (r *LBReconciler) orphaned(ctx context.Context, name string) error {
+// marked Orphaned and left running, or with Prune deleted once DecidePrune
+// allows it. An instance it does not own is never touched.
+func (r *LBReconciler) orphaned(ctx context.Context, name string) (Result, error) {
 	lb, ok := r.Store.Orphan(name)
 	if !ok {
-		return nil
+		return Result{}, nil
 	}
 	in := lb.Spec.Instance
-	if r.Prune {
-		r.Log.Info("LoadBalancer removed from the specs: deleting its instance (--prune)", "lb", name, "instance", in.Project+"/"+in.Name)
-		return r.Applier.Incus.DeleteInstance(ctx, in.Project, in.Name)
+	log := r.Log.WithValues("lb", name, "instance", in.Project+"/"+in.Name)
+	inst, err := r.Applier.Incus.GetInstance(ctx, in.Project, in.Name, false)
+	if errors.Is(err, incus.ErrNotFound) {
+		return Result{}, nil
 	}
-	r.Log.Info("LoadBalancer removed from the specs: its instance keeps running, marked Orphaned (delete it, or run with --prune)",
-		"lb", name, "instance", in.Project+"/"+in.Name)
-	inst, err := r.Applier.Incus.GetInstance(ctx, in.Project, in.Name)
 	if err != nil {
-		return nil // nothing to mark
+		return Result{}, err
 	}
+	owner := inst.Config[KeyLB]
+	if owner != name {
+		log.Info("LoadBalancer removed from the specs; its instance is not its own, left alone", "owner", owner)
+		return Result{}, nil
+	}
+	if r.Prune {
+		since, _ := r.Store.OrphanedSince(name)
+		valid, invalid, orphans := r.Store.Counts()
+		grace := r.PruneGrace
+		if grace == 0 {
+			grace = 15 * time.Minute
+		}
+		d := DecidePrune(name, owner, r.Applier.now().Sub(since), grace, valid+invalid, orphans)
+		if d.Delete {
+			log.Info("LoadBalancer removed from the specs: deleting its instance (--prune)", "why", d.Reason)
+			return Result{}, r.Applier.Incus.DeleteInstance(ctx, in.Project, in.Name)
+		}
+		log.Info("LoadBalancer removed from the specs: not deleting its instance yet", "why", d.Reason)
+		if err := r.markOrphaned(ctx, lb, inst, d.Reason); err != nil {
+			return Result{}, err
+		}
+		return Result{RequeueAfter: d.Wait}, nil
+	}
+	log.Info("LoadBalancer removed from the specs: its instance keeps running, marked Orphaned (delete it, or run with --prune)")
+	return Result{}, r.markOrphaned(ctx, lb, inst, "")
+}
+
+func (r *LBReconciler) markOrphaned(ctx context.Context, lb *specs.LoadBalancer, inst *incus.Instance, detail string) error {
 	old := StatusFromConfig(inst.Config)
 	st := old.Clone()
 	msg := "no longer in the specs"
 	if rev := r.Store.Revision(); rev != "" {
 		msg += " at commit " + shortSHA(rev)
 	}
-	st.SetCondition(Condition{Type: ConditionOrphaned, Status: "True", Reason: "RemovedFromSpecs", Message: msg,
+	if detail != "" {
+		msg += "; " + detail
+	}
+	st.SetCondition(Condition{Type: ConditionOrphaned, Status: "True", Reason: "RemovedFromSpecs", Message: truncate(msg, 1000),
 		ObservedGeneration: st.Generation}, r.Applier.now())
 	return r.Applier.writeStatus(ctx, lb, old, st)
 }

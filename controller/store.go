@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/incuslb/incuslb/specs"
 )
@@ -24,13 +26,23 @@ type Spec struct {
 // or the certificate files they name, change.
 type Store struct {
 	Path string
+	// Now is the clock orphans are timed with; nil means time.Now.
+	Now func() time.Time
 
-	mu       sync.Mutex
-	revision string                         // git commit of Path, when it comes from git
-	orphans  map[string]*specs.LoadBalancer // removed from the specs, by name: their instances stay
-	specs    map[string]Spec
-	files    map[string][]string // file -> names it held last time it parsed
-	version  string              // hash of every file read, to skip unchanged reloads
+	mu         sync.Mutex
+	revision   string                         // git commit of Path, when it comes from git
+	orphans    map[string]*specs.LoadBalancer // removed from the specs, by name: their instances stay
+	orphanedAt map[string]time.Time           // when each orphan was removed from the specs
+	specs      map[string]Spec
+	files      map[string][]string // file -> names it held last time
+	docs       map[docKey][]string // (file, document) -> names it held last time
+	version    string              // hash of every file read, to skip unchanged reloads
+}
+
+// docKey is one document of one file; doc is FieldError.Doc.
+type docKey struct {
+	file string
+	doc  int
 }
 
 // SetSource points the store at another directory (a new git commit's
@@ -55,6 +67,30 @@ func (s *Store) Orphan(name string) (*specs.LoadBalancer, bool) {
 	defer s.mu.Unlock()
 	lb, ok := s.orphans[name]
 	return lb, ok
+}
+
+// OrphanedSince returns when the LoadBalancer called name was removed from
+// the specs, if it is an orphan. An orphan that comes back is no longer one.
+func (s *Store) OrphanedSince(name string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.orphanedAt[name]
+	return t, ok
+}
+
+// Counts returns how many LoadBalancers the specs hold, valid and invalid,
+// and how many orphans the store knows.
+func (s *Store) Counts() (valid, invalid, orphans int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sp := range s.specs {
+		if sp.Err == nil {
+			valid++
+		} else {
+			invalid++
+		}
+	}
+	return valid, invalid, len(s.orphans)
 }
 
 // Get returns the spec called name.
@@ -86,9 +122,10 @@ func (s *Store) Names() []string {
 }
 
 // Reload reads the spec path again and returns the names whose spec
-// changed, appeared or disappeared. A file that no longer parses makes the
-// LoadBalancers it held invalid, with its errors; other files are
-// unaffected.
+// changed, appeared or disappeared. A bad document makes only its own
+// LoadBalancer invalid, with its errors: the other documents of its file,
+// and other files, are unaffected. The error returned lists every document
+// that did not parse.
 func (s *Store) Reload() ([]string, error) {
 	s.mu.Lock()
 	path, revision := s.Path, s.revision
@@ -99,19 +136,16 @@ func (s *Store) Reload() ([]string, error) {
 	}
 	sum := sha256.New()
 	fmt.Fprintf(sum, "%s\x00", revision)
-	parsed := map[string][]*specs.LoadBalancer{}
-	fileErr := map[string]error{}
+	var all []*specs.LoadBalancer
+	var parseErrs specs.ErrorList
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(sum, "%s\x00%x\x00", f, sha256.Sum256(data))
-		lbs, err := specs.Parse(data, f)
-		if err != nil {
-			fileErr[f] = err
-			continue
-		}
+		lbs, errs := specs.ParseEach(data, f)
+		parseErrs = append(parseErrs, errs...)
 		for _, lb := range lbs {
 			lb.Revision = revision
 			specs.SetDefaults(lb)
@@ -121,7 +155,7 @@ func (s *Store) Reload() ([]string, error) {
 				}
 			}
 		}
-		parsed[f] = lbs
+		all = append(all, lbs...)
 	}
 	version := hex.EncodeToString(sum.Sum(nil))
 
@@ -131,24 +165,41 @@ func (s *Store) Reload() ([]string, error) {
 		return nil, nil
 	}
 	s.version = version
-	next := map[string]Spec{}
-	var all []*specs.LoadBalancer
-	for _, f := range files {
-		all = append(all, parsed[f]...)
-	}
-	// Problems across files (a name or an instance used twice) and within.
-	problems := map[string]specs.ErrorList{}
-	for _, e := range specs.ValidateSet(all) {
-		for _, lb := range all {
-			if lb.Source == e.Source {
-				problems[lb.Metadata.Name] = append(problems[lb.Metadata.Name], e)
-			}
+	files2 := map[string][]string{}
+	docs2 := map[docKey][]string{}
+	held := func(f string, doc int, name string) {
+		if !slices.Contains(files2[f], name) {
+			files2[f] = append(files2[f], name)
+		}
+		if k := (docKey{f, doc}); !slices.Contains(docs2[k], name) {
+			docs2[k] = append(docs2[k], name)
 		}
 	}
+	good := map[string]bool{} // file + "\x00" + name, for the good documents
+	for _, lb := range all {
+		held(lb.Source, lb.Doc, lb.Metadata.Name)
+		good[lb.Source+"\x00"+lb.Metadata.Name] = true
+	}
+	// Every problem goes to the LoadBalancer it names: problems within one
+	// object and across objects (ValidateSet puts those on the later one).
+	problems := map[string]specs.ErrorList{}
+	for _, e := range specs.ValidateSet(all) {
+		problems[e.LB] = append(problems[e.LB], e)
+	}
+	for _, e := range parseErrs {
+		for _, name := range s.owners(e, good) {
+			problems[name] = append(problems[name], e)
+			held(e.Source, e.Doc, name)
+		}
+	}
+
+	next := map[string]Spec{}
 	for _, lb := range all {
 		name := lb.Metadata.Name
-		errs := problems[name]
-		errs = append(errs, specs.ValidateFiles(lb)...)
+		if _, dup := next[name]; dup {
+			continue // the name is invalid (ValidateSet); keep the first spec
+		}
+		errs := append(slices.Clone(problems[name]), specs.ValidateFiles(lb)...)
 		sp := Spec{Name: name, LB: lb}
 		var cert []byte
 		if len(errs) > 0 {
@@ -162,21 +213,13 @@ func (s *Store) Reload() ([]string, error) {
 		}
 		next[name] = sp
 	}
-	files2 := map[string][]string{}
-	for f, lbs := range parsed {
-		for _, lb := range lbs {
-			files2[f] = append(files2[f], lb.Metadata.Name)
+	// A bad document with no good one of the same name: invalid, no spec.
+	for name, errs := range problems {
+		if _, ok := next[name]; !ok && name != "" {
+			next[name] = Spec{Name: name, Err: errs, Hash: "invalid/" + errs.Error()}
 		}
 	}
-	// A file that no longer parses: the names it held are invalid now.
-	for f, err := range fileErr {
-		for _, name := range s.files[f] {
-			if _, ok := next[name]; !ok {
-				next[name] = Spec{Name: name, Err: err, Hash: "invalid/" + err.Error()}
-			}
-		}
-		files2[f] = s.files[f]
-	}
+
 	var changed []string
 	for name, sp := range next {
 		if old, ok := s.specs[name]; !ok || old.Hash != sp.Hash || (sp.LB != nil && old.LB != nil && old.LB.Revision != sp.LB.Revision) {
@@ -185,27 +228,54 @@ func (s *Store) Reload() ([]string, error) {
 	}
 	if s.orphans == nil {
 		s.orphans = map[string]*specs.LoadBalancer{}
+		s.orphanedAt = map[string]time.Time{}
+	}
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
 	}
 	for name, old := range s.specs {
 		if _, ok := next[name]; !ok {
 			changed = append(changed, name)
 			if old.LB != nil {
 				s.orphans[name] = old.LB
+				s.orphanedAt[name] = now()
 			}
 		}
 	}
 	for name := range next {
 		delete(s.orphans, name)
+		delete(s.orphanedAt, name)
 	}
-	s.specs, s.files = next, files2
+	s.specs, s.files, s.docs = next, files2, docs2
 	sort.Strings(changed)
-	var firstErr error
-	for _, f := range files {
-		if err := fileErr[f]; err != nil && firstErr == nil {
-			firstErr = err
-		}
+	if len(parseErrs) > 0 {
+		return changed, parseErrs
 	}
-	return changed, firstErr
+	return changed, nil
+}
+
+// owners returns the LoadBalancers a parse problem belongs to: the one it
+// names; or, for a document whose name cannot be read, the names that
+// document held last time; or else every name its file held last time. A
+// name held by a good document of the file this time is never among them.
+func (s *Store) owners(e specs.FieldError, good map[string]bool) []string {
+	if e.LB != "" {
+		return []string{e.LB}
+	}
+	notGood := func(names []string) []string {
+		var out []string
+		for _, name := range names {
+			if !good[e.Source+"\x00"+name] {
+				out = append(out, name)
+			}
+		}
+		return out
+	}
+	if names := notGood(s.docs[docKey{e.Source, e.Doc}]); len(names) > 0 {
+		return names
+	}
+	return notGood(s.files[e.Source])
 }
 
 func sortedNames(m map[string]Spec) []string {

@@ -87,7 +87,7 @@ var _ = Describe("incuslb apply on real Incus", Ordered, func() {
 		)
 		certFile = testcert.Write(workDir, "e2e.pem", lbHost)
 		spec = filepath.Join(workDir, specName)
-		Expect(os.WriteFile(spec, []byte(fmt.Sprintf(specTemplate, project, certFile, ipv4("e2e-forgejo"))), 0o644)).To(Succeed())
+		Expect(os.WriteFile(spec, []byte(withImage(fmt.Sprintf(specTemplate, project, certFile, ipv4("e2e-forgejo")))), 0o644)).To(Succeed())
 		client, plain = lbClients(certFile)
 	})
 

@@ -34,8 +34,24 @@ const (
 	applySettles = 60 * time.Second
 )
 
-// The image hack/incus-env.sh imports.
+// image is the image of the backends, and lbImage that of the LB
+// instances: INCUSLB_E2E_IMAGE, lb-haproxy (Debian 12, HAProxy 2.6) by
+// default; make e2e runs the suite once more with lb-haproxy-30 (Debian
+// 13, HAProxy 3.0). Both are minbase + haproxy + what it takes to boot and
+// get an address: no procps, no /bin/kill.
 const image = "lb-haproxy"
+
+var lbImage = func() string {
+	if v := os.Getenv("INCUSLB_E2E_IMAGE"); v != "" {
+		return v
+	}
+	return image
+}()
+
+// withImage points a spec's LB instance at lbImage.
+func withImage(spec string) string {
+	return strings.ReplaceAll(spec, "image: lb-haproxy", "image: "+lbImage)
+}
 
 var (
 	project string // the suite's own Incus project
@@ -55,8 +71,10 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred(), "the incus CLI is missing: run make incus-env")
 	out, err := exec.Command("incus", "info").CombinedOutput()
 	Expect(err).NotTo(HaveOccurred(), "Incus does not answer (run make incus-env): %s", out)
-	out, err = exec.Command("incus", "image", "info", image).CombinedOutput()
-	Expect(err).NotTo(HaveOccurred(), "image %s is missing (run make incus-env): %s", image, out)
+	for _, img := range []string{image, lbImage} {
+		out, err = exec.Command("incus", "image", "info", img).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), "image %s is missing (run make incus-env): %s", img, out)
+	}
 
 	workDir, err = os.MkdirTemp("", "incuslb-e2e-")
 	Expect(err).NotTo(HaveOccurred())
@@ -77,7 +95,7 @@ var _ = BeforeSuite(func() {
 	project = "incuslb-e2e-" + hex.EncodeToString(suffix[:])
 	// Images and profiles come from the default project.
 	incusOK("project", "create", project, "-c", "features.images=false", "-c", "features.profiles=false")
-	GinkgoWriter.Printf("e2e project: %s, work dir: %s\n", project, workDir)
+	GinkgoWriter.Printf("e2e project: %s, work dir: %s, LB image: %s\n", project, workDir, lbImage)
 })
 
 var _ = AfterSuite(func() {

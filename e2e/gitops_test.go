@@ -26,7 +26,7 @@ const gitLB = "e2e-git-lb"
 // gitSpec is the LoadBalancer in the repository; extra routes go before
 // the default one.
 func gitSpec(extraRoutes, poolTwoPort string) string {
-	return fmt.Sprintf(`apiVersion: incuslb/v1alpha1
+	return withImage(fmt.Sprintf(`apiVersion: incuslb/v1alpha1
 kind: LoadBalancer
 metadata:
   name: e2e-git
@@ -39,7 +39,7 @@ spec:
   pools:
     - {name: one, selector: {user.role: gitone}, port: 8080, healthCheck: {path: /health}}
     - {name: two, selector: {user.role: gittwo}, port: %s, healthCheck: {path: /health}}
-`, project, extraRoutes, poolTwoPort)
+`, project, extraRoutes, poolTwoPort))
 }
 
 var _ = Describe("incuslb run from git on real Incus", Ordered, func() {

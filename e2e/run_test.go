@@ -62,7 +62,7 @@ var _ = Describe("incuslb run on real Incus", Ordered, func() {
 		specDir = filepath.Join(workDir, "run-specs")
 		Expect(os.MkdirAll(specDir, 0o755)).To(Succeed())
 		certFile = testcert.Write(workDir, "run.pem", lbHost)
-		Expect(os.WriteFile(filepath.Join(specDir, "run.yaml"), []byte(fmt.Sprintf(runSpecTemplate, project, certFile)), 0o644)).To(Succeed())
+		Expect(os.WriteFile(filepath.Join(specDir, "run.yaml"), []byte(withImage(fmt.Sprintf(runSpecTemplate, project, certFile))), 0o644)).To(Succeed())
 		ctl = startController(specDir)
 		client = runClient(certFile)
 		Eventually(ctl.ready, applySettles, 250*time.Millisecond).Should(BeTrue(), "the controller never became ready")

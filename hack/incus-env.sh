@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # incus-env.sh brings a Debian 12 machine to a ready Incus for incuslb's demo
 # and e2e suite: packages, a running incusd, storage, a bridge with an
-# explicit subnet and no NAT, the default profile's devices, and a local
-# HAProxy image built with debootstrap (cached, so a second run only checks).
+# explicit subnet and no NAT, the default profile's devices, and two local
+# HAProxy images built with debootstrap (cached, so a second run only checks):
+# lb-haproxy from Debian 12 bookworm (HAProxy 2.6) and lb-haproxy-30 from
+# Debian 13 trixie (HAProxy 3.0).
 # Every step tolerates "already done"; run it as often as you like.
 set -euo pipefail
 
 BRIDGE=${INCUSLB_BRIDGE:-incusbr0}
 BRIDGE_ADDR=${INCUSLB_BRIDGE_ADDR:-10.77.0.1/24}
 IMAGE_ALIAS=${INCUSLB_IMAGE:-lb-haproxy}
+IMAGE_ALIAS_30=${INCUSLB_IMAGE_30:-lb-haproxy-30}
 # Bump IMAGE_VERSION whenever build_image changes: an imported image of an
 # older version is replaced.
-IMAGE_VERSION=2
+IMAGE_VERSION=3
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CACHE=${INCUSLB_CACHE:-$ROOT/.cache/image}/v$IMAGE_VERSION
+CACHE_ROOT=${INCUSLB_CACHE:-$ROOT/.cache/image}
 
 log() { printf 'incus-env: %s\n' "$*" >&2; }
 
@@ -60,13 +63,18 @@ install_packages() {
 }
 
 start_incusd() {
-  if incus info >/dev/null 2>&1; then return; fi
+  local info
+  if info=$(incus info 2>/dev/null); then
+    INCUS_VERSION=$(awk '/^  server_version:/ {print $2; exit}' <<<"$info")
+    return
+  fi
   log "starting incusd"
   mkdir -p /var/log/incus
   getent group incus-admin >/dev/null || groupadd --system incus-admin
   setsid /usr/libexec/incus/incusd --group incus-admin --logfile /var/log/incus/incusd.log \
     </dev/null >/dev/null 2>&1 &
   incus admin waitready --timeout 60
+  INCUS_VERSION=$(incus info | awk '/^  server_version:/ {print $2; exit}')
 }
 
 init_incus() {
@@ -81,47 +89,74 @@ init_incus() {
   grep -qx eth0 <<<"$devs" || incus profile device add default eth0 nic network="$BRIDGE" name=eth0 >/dev/null
 }
 
+# build_image ALIAS SUITE DESCRIPTION imports a Debian SUITE minbase image
+# with HAProxy under ALIAS, built once with debootstrap and cached under
+# $CACHE_ROOT/SUITE-vIMAGE_VERSION/. The image's description names its
+# version, so one `incus image list` tells whether both images are current.
 build_image() {
-  if incus image info "$IMAGE_ALIAS" >/dev/null 2>&1; then
-    [ "$(incus image get-property "$IMAGE_ALIAS" incuslb_image 2>/dev/null)" = "$IMAGE_VERSION" ] && return
-    log "replacing image $IMAGE_ALIAS (not version $IMAGE_VERSION)"
-    incus image alias delete "$IMAGE_ALIAS"
+  local alias=$1 suite=$2
+  local desc="$3 from $suite (incuslb image v$IMAGE_VERSION)"
+  local cache=$CACHE_ROOT/$suite-v$IMAGE_VERSION
+  grep -qxF "$alias,$desc" <<<"$IMAGES" && return
+  if awk -F, -v a="$alias" '$1 == a {f = 1} END {exit !f}' <<<"$IMAGES"; then
+    log "replacing image $alias (not version $IMAGE_VERSION of $suite)"
+    # Instances made from it keep running: they have their own copy.
+    incus image delete "$alias"
   fi
-  mkdir -p "$CACHE"
-  if [ ! -f "$CACHE/rootfs.tar.gz" ] || [ ! -f "$CACHE/meta.tar.gz" ]; then
+  mkdir -p "$cache"
+  if [ ! -f "$cache/rootfs.tar.gz" ]; then
     local work; work=$(mktemp -d)
-    trap 'rm -rf "$work"' RETURN
-    log "building image $IMAGE_ALIAS with debootstrap (about a minute)"
+    # shellcheck disable=SC2064 # expand $work now: it is local
+    trap "rm -rf '$work'; trap - RETURN" RETURN
+    log "building image $alias from $suite with debootstrap (two to three minutes)"
+    # Only HAProxy, what it takes to boot (systemd-sysv) and to get a DHCP
+    # address, and the CA store. No procps: Debian's haproxy.service reloads
+    # with /bin/kill, but incuslb reloads through HAProxy's master CLI
+    # (`reload` on /run/haproxy-master.sock), which needs nothing else.
+    # iproute2 still comes in: ifupdown and isc-dhcp-client depend on it.
+    # Trixie still has isc-dhcp-client (its ifupdown now recommends
+    # dhcpcd-base first; dhclient is what this image uses and was tested).
     debootstrap --variant=minbase \
-      --include=haproxy,procps,ca-certificates,iproute2,ifupdown,isc-dhcp-client,systemd-sysv \
-      bookworm "$work/rootfs" "$(mirror)" >"$work/debootstrap.log" 2>&1 \
+      --include=haproxy,ca-certificates,ifupdown,isc-dhcp-client,systemd-sysv \
+      "$suite" "$work/rootfs" "$(mirror)" >"$work/debootstrap.log" 2>&1 \
       || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
-    # procps gives /bin/kill, which Debian's haproxy.service uses to reload.
-    # minbase has no udev, so systemd-networkd never configures eth0; ifupdown does.
+    # minbase has no udev, so systemd-networkd never configures eth0; ifupdown
+    # (with dhclient) does.
     printf 'auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n' >"$work/rootfs/etc/network/interfaces"
     : >"$work/rootfs/etc/machine-id"
     rm -f "$work/rootfs/var/lib/dbus/machine-id"
     apt_clean "$work/rootfs"
-    mkdir -p "$work/meta/templates"
-    cat >"$work/meta/metadata.yaml" <<META
+    tar -C "$work/rootfs" --numeric-owner -czf "$cache/rootfs.tar.gz.tmp" . && mv "$cache/rootfs.tar.gz.tmp" "$cache/rootfs.tar.gz"
+  fi
+  if [ ! -f "$cache/meta.tar.gz" ]; then
+    local meta; meta=$(mktemp -d)
+    mkdir -p "$meta/templates"
+    cat >"$meta/metadata.yaml" <<META
 architecture: x86_64
 creation_date: $(date +%s)
 properties:
-  description: Debian 12 minbase with HAProxy (built by incuslb hack/incus-env.sh)
+  description: $desc
   os: debian
-  release: bookworm
+  release: $suite
   incuslb_image: "$IMAGE_VERSION"
 templates:
   /etc/hostname:
     when: [create, copy]
     template: hostname.tpl
 META
-    echo '{{ container.name }}' >"$work/meta/templates/hostname.tpl"
-    tar -C "$work/meta" -czf "$CACHE/meta.tar.gz.tmp" . && mv "$CACHE/meta.tar.gz.tmp" "$CACHE/meta.tar.gz"
-    tar -C "$work/rootfs" --numeric-owner -czf "$CACHE/rootfs.tar.gz.tmp" . && mv "$CACHE/rootfs.tar.gz.tmp" "$CACHE/rootfs.tar.gz"
+    echo '{{ container.name }}' >"$meta/templates/hostname.tpl"
+    tar -C "$meta" -czf "$cache/meta.tar.gz.tmp" . && mv "$cache/meta.tar.gz.tmp" "$cache/meta.tar.gz"
+    rm -rf "$meta"
   fi
-  log "importing image $IMAGE_ALIAS"
-  incus image import "$CACHE/meta.tar.gz" "$CACHE/rootfs.tar.gz" --alias "$IMAGE_ALIAS" >/dev/null
+  log "importing image $alias"
+  # The fingerprint of a split image is the SHA-256 of metadata then rootfs.
+  # If that image is already there without this alias, only alias it.
+  local fp; fp=$(cat "$cache/meta.tar.gz" "$cache/rootfs.tar.gz" | sha256sum | cut -d' ' -f1)
+  if incus image info "$fp" >/dev/null 2>&1; then
+    incus image alias create "$alias" "$fp"
+  else
+    incus image import "$cache/meta.tar.gz" "$cache/rootfs.tar.gz" --alias "$alias" >/dev/null
+  fi
 }
 
 apt_clean() { rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*; }
@@ -129,5 +164,7 @@ apt_clean() { rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*;
 install_packages
 start_incusd
 init_incus
-build_image
-log "ready: incus $(incus version | awk '/Server/ {print $3}'), bridge $BRIDGE, image $IMAGE_ALIAS"
+IMAGES=$(incus image list -f csv -c ld)
+build_image "$IMAGE_ALIAS" bookworm "Debian 12 minbase with HAProxy 2.6"
+build_image "$IMAGE_ALIAS_30" trixie "Debian 13 minbase with HAProxy 3.0"
+log "ready: incus $INCUS_VERSION, bridge $BRIDGE, images $IMAGE_ALIAS $IMAGE_ALIAS_30"

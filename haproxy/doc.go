@@ -1,14 +1,23 @@
 // Package haproxy turns a LoadBalancer spec and the current members of its
-// pools into haproxy.cfg, and (runtime.go) speaks HAProxy's runtime API.
+// pools into haproxy.cfg, and speaks HAProxy's runtime API and master CLI.
 //
-// Rendering is pure: Render is a function of a defaulted, valid spec and a
-// Layout (which member sits in which server slot). It does no I/O and its
-// output is deterministic: the same input gives the same bytes.
+// It owns:
+//   - rendering (render.go): Render is a pure function of a defaulted, valid
+//     spec and a Layout (which member sits in which server slot); the same
+//     input gives the same bytes;
+//   - the config hash (confighash.go): every rendered config sets
+//     INCUSLB_CONFIG_HASH, the hash of its own structure, so that the worker
+//     that loaded it can say so (`show env`);
+//   - the slot codec and the parked address (layout.go): selector pools get
+//     pre-allocated slots "srv1".."srvN", members fill them in a stable order,
+//     unused slots are parked in maintenance at 127.0.0.1:1, so members join
+//     and leave through the runtime API without a reload;
+//   - the server-state file a reload carries draining members over with
+//     (statefile.go);
+//   - the runtime API client (runtime.go) and the parsers of HAProxy's
+//     answers (parse.go), golden-tested against HAProxy 2.6 and 3.0.
 //
-// Selector pools get pre-allocated server slots ("srv1".."srvN"): members
-// fill them in a stable order (Assign keeps every member in the slot it had),
-// and unused slots are parked in maintenance at 127.0.0.1:1, so that members
-// can join and leave through the runtime API without a reload.
-//
-// It knows nothing of Incus.
+// It must not know Incus: the sockets it talks to are given to it. Its
+// parsers treat HAProxy's answers as untrusted input: bounded, never
+// panicking, columns found by name.
 package haproxy

@@ -36,8 +36,40 @@ func (s Slot) Endpoint() string { return s.Address + ":" + strconv.Itoa(s.Port) 
 // server named SlotName(i).
 type Layout map[string][]Slot
 
+// The slot codec: slot index i (0-based) is the server "srv<i+1>" of its
+// backend, and an empty slot is parked in maintenance at ParkedAddress:
+// ParkedPort. This file is the only place that knows either.
+const (
+	ParkedAddress = "127.0.0.1"
+	ParkedPort    = 1
+	slotPrefix    = "srv"
+	// MaxSlots bounds a slot index read back from a container or from
+	// HAProxy: a hand-edited "server srv2000000" line must not make the
+	// controller allocate two million slots.
+	MaxSlots = 4096
+)
+
 // SlotName is the HAProxy server name of slot index i (0-based).
-func SlotName(i int) string { return "srv" + strconv.Itoa(i+1) }
+func SlotName(i int) string { return slotPrefix + strconv.Itoa(i+1) }
+
+// SlotIndex is the inverse of SlotName: the 0-based index of a server name,
+// or false when the name is not a slot's (or beyond MaxSlots).
+func SlotIndex(name string) (int, bool) {
+	digits, ok := strings.CutPrefix(name, slotPrefix)
+	if !ok || digits == "" || digits[0] == '0' || len(digits) > 5 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil || n < 1 || n > MaxSlots {
+		return 0, false
+	}
+	return n - 1, true
+}
+
+// IsParked reports whether addr:port is the parked address (or empty).
+func IsParked(addr string, port int) bool {
+	return addr == "" || (addr == ParkedAddress && port == ParkedPort)
+}
 
 // Assign places members into slots. Every member that prev already holds at
 // the same address and port keeps its slot; new members take the lowest
@@ -122,23 +154,23 @@ func ParseLayout(cfg []byte, pools map[string]bool) Layout {
 		if backend == "" || fields[0] != "server" || len(fields) < 3 {
 			continue
 		}
-		idx, err := strconv.Atoi(strings.TrimPrefix(fields[1], "srv"))
-		if err != nil || idx < 1 || !strings.HasPrefix(fields[1], "srv") {
+		i, ok := SlotIndex(fields[1])
+		if !ok {
 			continue
 		}
-		for len(out[backend]) < idx {
+		for len(out[backend]) <= i {
 			out[backend] = append(out[backend], Slot{})
 		}
 		host, portStr, ok := strings.Cut(fields[2], ":")
 		port, _ := strconv.Atoi(portStr)
-		if !ok || indexOf(fields, "disabled") >= 0 {
+		if !ok || indexOf(fields, "disabled") >= 0 || IsParked(host, port) {
 			continue
 		}
 		var member string
 		if i := indexOf(fields, "#"); i >= 0 && i+1 < len(fields) {
 			member = fields[i+1]
 		}
-		out[backend][idx-1] = Slot{Member: member, Address: host, Port: port}
+		out[backend][i] = Slot{Member: member, Address: host, Port: port}
 	}
 	return out
 }
@@ -204,7 +236,7 @@ func Structure(cfg []byte, pools map[string]bool) []byte {
 				backend = f[1]
 			}
 		} else if backend != "" {
-			if f := strings.Fields(s); len(f) >= 3 && f[0] == "server" && strings.HasPrefix(f[1], "srv") {
+			if f := strings.Fields(s); len(f) >= 3 && f[0] == "server" && isSlot(f[1]) {
 				out.WriteString("    server " + f[1] + " <slot>\n")
 				continue
 			}
@@ -213,3 +245,5 @@ func Structure(cfg []byte, pools map[string]bool) []byte {
 	}
 	return out.Bytes()
 }
+
+func isSlot(name string) bool { _, ok := SlotIndex(name); return ok }

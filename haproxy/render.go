@@ -12,12 +12,10 @@ import (
 
 // Paths inside the HAProxy container.
 const (
-	ConfigPath    = "/etc/haproxy/haproxy.cfg"
-	CertDir       = "/etc/haproxy/certs"
-	AdminSocket   = "/run/haproxy/admin.sock"
-	MasterSocket  = "/run/haproxy-master.sock" // Debian's unit passes -S with this path
-	parkedAddress = "127.0.0.1"
-	parkedPort    = 1
+	ConfigPath   = "/etc/haproxy/haproxy.cfg"
+	CertDir      = "/etc/haproxy/certs"
+	AdminSocket  = "/run/haproxy/admin.sock"
+	MasterSocket = "/run/haproxy-master.sock" // Debian's unit passes -S with this path
 )
 
 // Options are the few facts of the target that are not in the spec.
@@ -48,6 +46,8 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	w.line("# Do not edit: incuslb puts its own version back on its next pass.")
 	w.section("global")
 	w.line("    master-worker")
+	// The config's own hash, read back from the worker with `show env`.
+	w.line("%s%s", hashLinePrefix, hashPlaceholder)
 	w.line("    log /dev/log local0")
 	w.line("    log /dev/log local1 notice")
 	w.line("    chroot /var/lib/haproxy")
@@ -58,6 +58,8 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	// Old workers keep WebSocket sessions until the tunnel timeout at most.
 	w.line("    hard-stop-after %s", hapDuration(d.Timeouts.Tunnel.Duration))
 	w.line("    mworker-max-reloads 50")
+	// A reload carries draining members over (see StateFile).
+	w.line("    server-state-file %s", ServerStateFile)
 	w.line("    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets")
 	w.line("    ssl-default-server-options ssl-min-ver TLSv1.2")
 
@@ -117,7 +119,7 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	for _, p := range s.Pools {
 		renderBackend(w, lb, &p, layout[p.Name])
 	}
-	return w.bytes()
+	return sealHash(w.bytes(), SelectorPools(lb))
 }
 
 func renderBackend(w *writer, lb *specs.LoadBalancer, p *specs.Pool, slots []Slot) {
@@ -132,6 +134,9 @@ func renderBackend(w *writer, lb *specs.LoadBalancer, p *specs.Pool, slots []Slo
 	if p.Sticky != nil {
 		w.line("    cookie %s insert indirect nocache dynamic", p.Sticky.Cookie)
 		w.line("    dynamic-cookie-key %s", cookieKey(lb.Metadata.Name, p.Name))
+	}
+	if len(p.Selector) > 0 {
+		w.line("    load-server-state-from-file global")
 	}
 	c := &p.HealthCheck
 	w.line("    option httpchk")
@@ -165,7 +170,7 @@ func renderBackend(w *writer, lb *specs.LoadBalancer, p *specs.Pool, slots []Slo
 			s = slots[i]
 		}
 		if s.Parked() {
-			w.line("    server %s %s:%d check disabled", SlotName(i), parkedAddress, parkedPort)
+			w.line("    server %s %s:%d check disabled", SlotName(i), ParkedAddress, ParkedPort)
 			continue
 		}
 		w.line("    server %s %s check # %s", SlotName(i), s.Endpoint(), safeComment(s.Member))

@@ -109,6 +109,12 @@ func haproxyCheck(t testing.TB, cfg []byte, lbName string) {
 	defer os.RemoveAll(dir)
 	testcert.Write(dir, lbName+".pem", "lb.example.org")
 	cfg = bytes.ReplaceAll(cfg, []byte(haproxy.CertDir+"/"), []byte(dir+"/"))
+	// The server-state file a reload writes: a version line at least.
+	state := filepath.Join(dir, "server-state")
+	if err := os.WriteFile(state, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.ReplaceAll(cfg, []byte(haproxy.ServerStateFile), []byte(state))
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, cfg, 0o644); err != nil {
 		t.Fatal(err)

@@ -1,12 +1,10 @@
 package haproxy
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -136,7 +134,7 @@ func (s ServerState) State() string {
 	switch {
 	case s.AdminState&adminMaint != 0:
 		return "MAINT"
-	case s.AdminState&adminConfigDisabled != 0 && s.Address == parkedAddress && s.Port == parkedPort:
+	case s.AdminState&adminConfigDisabled != 0 && IsParked(s.Address, s.Port):
 		return "MAINT"
 	case s.AdminState&adminDrain != 0:
 		return "DRAIN"
@@ -153,52 +151,6 @@ func (r *Runtime) ServersState(ctx context.Context, backend string) ([]ServerSta
 		return nil, err
 	}
 	return ParseServersState(out)
-}
-
-// ParseServersState parses the answer of `show servers state`: a version
-// line, a "# " header naming the columns, then one row per server.
-func ParseServersState(out string) ([]ServerState, error) {
-	var cols map[string]int
-	var states []ServerState
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "" || line == "1":
-			continue
-		case strings.HasPrefix(line, "# "):
-			cols = map[string]int{}
-			for i, c := range strings.Fields(line[2:]) {
-				cols[c] = i
-			}
-			continue
-		case cols == nil:
-			return nil, fmt.Errorf("show servers state: unexpected answer %q", firstLine(out))
-		}
-		f := strings.Fields(line)
-		get := func(c string) string {
-			if i, ok := cols[c]; ok && i < len(f) {
-				return f[i]
-			}
-			return ""
-		}
-		atoi := func(c string) int { n, _ := strconv.Atoi(get(c)); return n }
-		states = append(states, ServerState{
-			Backend:     get("be_name"),
-			Name:        get("srv_name"),
-			Address:     get("srv_addr"),
-			Port:        atoi("srv_port"),
-			OpState:     atoi("srv_op_state"),
-			AdminState:  atoi("srv_admin_state"),
-			CheckStatus: atoi("srv_check_status"),
-			Since:       time.Duration(atoi("srv_time_since_last_change")) * time.Second,
-		})
-	}
-	if cols == nil {
-		return nil, fmt.Errorf("show servers state: unexpected answer %q", firstLine(out))
-	}
-	return states, nil
 }
 
 // Processes is what `show proc` on the master CLI says.
@@ -221,91 +173,85 @@ func (r *Runtime) ShowProc(ctx context.Context) (Processes, error) {
 	return ParseShowProc(out)
 }
 
-// ParseShowProc parses the answer of the master CLI's `show proc`.
-func ParseShowProc(out string) (Processes, error) {
-	var p Processes
-	section := "master"
-	seen := false
-	for _, line := range strings.Split(out, "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case line == "":
-			continue
-		case strings.HasPrefix(line, "# workers"):
-			section = "workers"
-			continue
-		case strings.HasPrefix(line, "# old workers"):
-			section = "old"
-			continue
-		case strings.HasPrefix(line, "#"):
-			if !strings.HasPrefix(line, "#<PID>") {
-				section = "other"
-			}
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) < 3 {
-			continue
-		}
-		pid, err := strconv.Atoi(f[0])
-		if err != nil {
-			continue
-		}
-		switch {
-		case section == "master" && f[1] == "master":
-			seen = true
-			p.MasterPID = pid
-			p.Reloads, _ = strconv.Atoi(f[2])
-			if i := strings.Index(line, "[failed: "); i >= 0 {
-				p.Failed, _ = strconv.Atoi(strings.TrimSuffix(strings.Fields(line[i+len("[failed: "):])[0], "]"))
-			}
-		case section == "workers" && f[1] == "worker":
-			p.Workers = append(p.Workers, pid)
-		case section == "old" && f[1] == "worker":
-			p.OldWorkers = append(p.OldWorkers, pid)
-		}
-	}
-	if !seen {
-		return p, fmt.Errorf("show proc: no master in answer %q", firstLine(out))
-	}
-	return p, nil
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
-	if len(l) > 120 {
-		l = l[:120]
-	}
-	return l
-}
-
-// Sessions returns the current sessions (scur) of a server, from `show stat`.
-func (r *Runtime) Sessions(ctx context.Context, backend, server string) (int, error) {
+// Sessions returns the current sessions (scur) of every server, by
+// "backend/server", from `show stat`.
+func (r *Runtime) Sessions(ctx context.Context) (map[string]int, error) {
 	out, err := r.Command(ctx, "show stat -1 4 -1")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	lines := strings.Split(out, "\n")
-	if len(lines) == 0 || !strings.HasPrefix(lines[0], "# ") {
-		return 0, fmt.Errorf("show stat: unexpected answer %q", firstLine(out))
+	rows, err := ParseStat(out)
+	if err != nil {
+		return nil, err
 	}
-	cols := strings.Split(strings.TrimPrefix(lines[0], "# "), ",")
-	idx := map[string]int{}
-	for i, c := range cols {
-		idx[c] = i
+	m := make(map[string]int, len(rows))
+	for _, row := range rows {
+		m[row.Proxy+"/"+row.Server] = row.Sessions
 	}
-	for _, l := range lines[1:] {
-		f := strings.Split(l, ",")
-		if len(f) <= idx["scur"] || f[idx["pxname"]] != backend || f[idx["svname"]] != server {
-			continue
+	return m, nil
+}
+
+// LoadedHash is the config hash (HashVar) of the config HAProxy's current
+// worker loaded, or "" when that config sets none (one incuslb did not
+// write).
+func (r *Runtime) LoadedHash(ctx context.Context) (string, error) {
+	out, err := r.Command(ctx, "show env "+HashVar)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), HashVar+"="); ok {
+			return v, nil
 		}
-		n, err := strconv.Atoi(f[idx["scur"]])
-		if err != nil {
-			return 0, fmt.Errorf("show stat: scur of %s/%s is %q", backend, server, f[idx["scur"]])
-		}
-		return n, nil
 	}
-	return 0, fmt.Errorf("show stat: no server %s/%s", backend, server)
+	return "", nil
+}
+
+// CertSHA1 is the SHA-1 fingerprint of the certificate HAProxy serves
+// from path (upper-case hex), or "" when it has none loaded there.
+func (r *Runtime) CertSHA1(ctx context.Context, path string) (string, error) {
+	out, err := r.Command(ctx, "show ssl cert "+path)
+	if err != nil {
+		return "", err
+	}
+	info, err := ParseCertInfo(out)
+	if err != nil {
+		return "", nil // not loaded under that name
+	}
+	return info.SHA1, nil
+}
+
+// Reload asks the master to reload: it re-executes itself with the config
+// on disk, starts a new worker and lets the old ones finish. HAProxy 2.6
+// answers nothing (the outcome shows in `show proc`); 2.8 and later answer
+// when the reload is done, with "Success=1" or "Success=0" and the startup
+// logs. The master closing the connection is the normal end of it.
+func (r *Runtime) Reload(ctx context.Context) (string, error) {
+	if r.Master == nil {
+		return "", fmt.Errorf("no master socket configured")
+	}
+	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	defer cancel()
+	out, err := r.Master.Exchange(ctx, "reload\n")
+	if err != nil && strings.TrimSpace(out) == "" && ctx.Err() == nil {
+		// 2.6 drops the connection as the master re-executes.
+		return "", nil
+	}
+	return out, err
+}
+
+// reloadTimeout bounds a synchronous reload (2.8+ answers once the new
+// worker is up).
+const reloadTimeout = 30 * time.Second
+
+// StartupLogs are the master's logs of its last (re)start, when the
+// version keeps them ("" otherwise).
+func (r *Runtime) StartupLogs(ctx context.Context) string {
+	out, err := r.MasterCommand(ctx, "show startup-logs")
+	if err != nil || strings.Contains(out, "Unknown command") {
+		return ""
+	}
+	return strings.TrimSpace(out)
 }
 
 // expectEmpty runs a command whose success answer is empty (or only
@@ -342,7 +288,7 @@ func (r *Runtime) Drain(ctx context.Context, backend, slot string) error {
 
 // ParkSlot puts a slot in maintenance at the parked address.
 func (r *Runtime) ParkSlot(ctx context.Context, backend, slot string) error {
-	return r.pointInMaint(ctx, backend, slot, parkedAddress, parkedPort)
+	return r.pointInMaint(ctx, backend, slot, ParkedAddress, ParkedPort)
 }
 
 // pointInMaint puts a slot in maintenance and points it at addr:port.

@@ -97,9 +97,18 @@ func (c *Client) ListAllProjects(ctx context.Context, key string) ([]Instance, e
 	return out, nil
 }
 
-// GetInstance returns one instance with its state, or an error wrapping
-// ErrNotFound.
-func (c *Client) GetInstance(ctx context.Context, project, name string) (*Instance, error) {
+// GetInstance returns one instance, or an error wrapping ErrNotFound.
+// With state it carries its addresses (the server computes its state,
+// ~5 ms); without, only name, status, location and config.
+func (c *Client) GetInstance(ctx context.Context, project, name string, state bool) (*Instance, error) {
+	if !state {
+		plain, _, err := c.in(project).GetInstance(name)
+		if err != nil {
+			return nil, notFound(err)
+		}
+		inst := fromFull(&api.InstanceFull{Instance: *plain}, project)
+		return &inst, nil
+	}
 	full, _, err := c.in(project).GetInstanceFull(name)
 	if err != nil {
 		return nil, notFound(err)

@@ -10,6 +10,7 @@ import (
 type FieldError struct {
 	Source string // file, or "" for input without a name
 	Doc    int    // 1-based document index within Source; 0 when the file has one
+	LB     string // metadata.name of the document, when it could be read
 	Path   string // e.g. spec.pools[1].healthCheck.interval
 	Reason string
 }
@@ -20,7 +21,10 @@ func (e FieldError) Error() string {
 		b.WriteString(e.Source)
 		b.WriteString(": ")
 	}
-	if e.Doc > 0 {
+	switch {
+	case e.Doc > 0 && e.LB != "":
+		fmt.Fprintf(&b, "document %d (LoadBalancer %q): ", e.Doc, e.LB)
+	case e.Doc > 0:
 		fmt.Fprintf(&b, "document %d: ", e.Doc)
 	}
 	if e.Path != "" {

@@ -57,9 +57,26 @@ func Load(path string, stdin io.Reader) ([]*LoadBalancer, error) {
 }
 
 // Parse reads the YAML (or JSON) documents in data. source names the input
-// in errors and is recorded on each object.
+// in errors and is recorded on each object. It is all or nothing: when any
+// document is bad, Parse returns no objects and every problem.
 func Parse(data []byte, source string) ([]*LoadBalancer, error) {
+	lbs, problems := ParseEach(data, source)
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	return lbs, nil
+}
+
+// ParseEach reads the documents in data one by one: it returns the good
+// ones, and the problems of the bad ones, so that one bad document does not
+// hide the others. Each problem carries its Doc and, when the document's
+// metadata.name could still be read, its LB. Input with no document at all
+// is one problem with neither.
+func ParseEach(data []byte, source string) ([]*LoadBalancer, ErrorList) {
 	docs := splitDocuments(data)
+	if len(docs) == 0 {
+		return nil, ErrorList{{Source: source, Reason: "no LoadBalancer documents"}}
+	}
 	var out []*LoadBalancer
 	var problems ErrorList
 	for i, doc := range docs {
@@ -68,22 +85,34 @@ func Parse(data []byte, source string) ([]*LoadBalancer, error) {
 			docNum = i + 1
 		}
 		lb, l := parseDocument(doc)
-		for _, e := range l {
-			e.Source, e.Doc = source, docNum
-			problems = append(problems, e)
+		if len(l) > 0 {
+			name := documentName(doc)
+			for _, e := range l {
+				e.Source, e.Doc, e.LB = source, docNum, name
+				problems = append(problems, e)
+			}
+			continue
 		}
-		if lb != nil {
-			lb.Source = source
-			out = append(out, lb)
-		}
+		lb.Source, lb.Doc = source, docNum
+		out = append(out, lb)
 	}
-	if len(problems) > 0 {
-		return nil, problems
+	return out, problems
+}
+
+// documentName reads only metadata.name of a document that does not parse
+// strictly, so that its problems can be put on its LoadBalancer; "" when
+// even that cannot be read.
+func documentName(doc []byte) string {
+	var m struct {
+		Metadata struct {
+			Name any `json:"name"`
+		} `json:"metadata"`
 	}
-	if len(out) == 0 {
-		return nil, ErrorList{{Source: source, Reason: "no LoadBalancer documents"}}
+	if err := yaml.Unmarshal(doc, &m); err != nil {
+		return ""
 	}
-	return out, nil
+	name, _ := m.Metadata.Name.(string)
+	return name
 }
 
 // splitDocuments splits a YAML stream at "---" lines and drops documents

@@ -20,6 +20,9 @@ type LoadBalancer struct {
 	// Revision is the git commit the object was read at, when it came from
 	// a repository. Not part of the spec.
 	Revision string `json:"-"`
+	// Doc is the 1-based index of the document within Source, or 0 when
+	// Source holds one document. Not part of the spec.
+	Doc int `json:"-"`
 }
 
 // ObjectMeta names the object. Name is a DNS label and names the LB
@@ -53,6 +56,11 @@ type InstanceSpec struct {
 	Image string `json:"image,omitempty"`
 	// Profiles applied at creation. Default: [default].
 	Profiles []string `json:"profiles,omitempty"`
+	// Adopt lets the LoadBalancer take over an instance of this name that
+	// already exists. Adopting an existing instance that carries no
+	// user.incuslb.lb owner key takes adopt: true; an instance owned by
+	// another LoadBalancer is never taken. Default: false.
+	Adopt bool `json:"adopt,omitempty"`
 }
 
 // FrontendSpec is what clients connect to.

@@ -294,29 +294,51 @@ func checkAddress(addr string) string {
 }
 
 // ValidateSet validates each object and what must hold across them: unique
-// names, and no two LoadBalancers sharing one instance.
+// names, and no two LoadBalancers sharing one instance. Every problem
+// carries the Source, Doc and LB of the object it is about; a problem
+// between two objects is put on the later one.
 func ValidateSet(lbs []*LoadBalancer) ErrorList {
 	var out ErrorList
-	names := map[string]string{}
-	instances := map[string]string{}
+	names := map[string]*LoadBalancer{}
+	instances := map[string]*LoadBalancer{}
 	for _, lb := range lbs {
-		for _, fe := range Validate(lb) {
-			fe.Source = lb.Source
-			out = append(out, fe)
-		}
+		out = append(out, locate(Validate(lb), lb)...)
 		if other, dup := names[lb.Metadata.Name]; dup {
-			out = append(out, FieldError{Source: lb.Source, Path: "metadata.name",
-				Reason: fmt.Sprintf("duplicate LoadBalancer %q (also in %s)", lb.Metadata.Name, other)})
+			out = append(out, locate(ErrorList{{Path: "metadata.name",
+				Reason: fmt.Sprintf("duplicate LoadBalancer %q (also in %s)", lb.Metadata.Name, where(other))}}, lb)...)
+		} else {
+			names[lb.Metadata.Name] = lb
 		}
-		names[lb.Metadata.Name] = lb.Source
 		inst := lb.Spec.Instance.Project + "/" + lb.Spec.Instance.Name
 		if other, dup := instances[inst]; dup {
-			out = append(out, FieldError{Source: lb.Source, Path: "spec.instance.name",
-				Reason: fmt.Sprintf("instance %s is already used by LoadBalancer %q", inst, other)})
+			out = append(out, locate(ErrorList{{Path: "spec.instance.name",
+				Reason: fmt.Sprintf("instance %s is already used by LoadBalancer %q", inst, other.Metadata.Name)}}, lb)...)
+		} else {
+			instances[inst] = lb
 		}
-		instances[inst] = lb.Metadata.Name
 	}
 	return out
+}
+
+// locate puts the problems on lb: its file, document and name.
+func locate(l ErrorList, lb *LoadBalancer) ErrorList {
+	for i := range l {
+		l[i].Source, l[i].Doc, l[i].LB = lb.Source, lb.Doc, lb.Metadata.Name
+	}
+	return l
+}
+
+// where names the file (and document) lb was read from.
+func where(lb *LoadBalancer) string {
+	switch {
+	case lb.Source != "" && lb.Doc > 0:
+		return fmt.Sprintf("%s document %d", lb.Source, lb.Doc)
+	case lb.Source != "":
+		return lb.Source
+	case lb.Doc > 0:
+		return fmt.Sprintf("document %d", lb.Doc)
+	}
+	return "another document"
 }
 
 // ValidateFiles checks the files a spec names: the certificate must exist
@@ -329,10 +351,7 @@ func ValidateFiles(lb *LoadBalancer) ErrorList {
 			e.add("spec.frontend.tls.certificateFile", "%v", err)
 		}
 	}
-	for i := range e.list {
-		e.list[i].Source = lb.Source
-	}
-	return e.list
+	return locate(e.list, lb)
 }
 
 // LoadCertificate reads a PEM file of certificate(s) and one private key,

@@ -245,3 +245,37 @@ func TestValidateSetRejectsSharedNamesAndInstances(t *testing.T) {
 	errs := specs.ValidateSet([]*specs.LoadBalancer{a, b})
 	expect(t, errs, []string{"metadata.name: duplicate LoadBalancer", "spec.instance.name: instance default/edge is already used"})
 }
+
+func TestValidateSetPutsEachProblemOnItsLoadBalancer(t *testing.T) {
+	a, b, c := valid(t), valid(t), valid(t)
+	a.Source, a.Doc = "a.yaml", 1
+	b.Source, b.Doc = "a.yaml", 2
+	b.Metadata.Name, b.Spec.Routes[0].Pool = "other", "nope" // its own problem, and a's instance
+	c.Source = "c.yaml"
+	c.Spec.Instance.Name = "edge2" // a's name, its own instance
+	for _, lb := range []*specs.LoadBalancer{a, b, c} {
+		specs.SetDefaults(lb)
+	}
+	b.Spec.Instance.Name = "edge"
+	errs := specs.ValidateSet([]*specs.LoadBalancer{a, b, c})
+	got := map[string]string{}
+	for _, e := range errs {
+		got[e.Path] = e.Error()
+	}
+	want := map[string]string{
+		"spec.routes[0].pool": `a.yaml: document 2 (LoadBalancer "other"): spec.routes[0].pool: names no pool in spec.pools: "nope"`,
+		"spec.instance.name":  `a.yaml: document 2 (LoadBalancer "other"): spec.instance.name: instance default/edge is already used by LoadBalancer "edge"`,
+		"metadata.name":       `c.yaml: metadata.name: duplicate LoadBalancer "edge" (also in a.yaml document 1)`,
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(errs), len(want), errs)
+	}
+	for path, w := range want {
+		if got[path] != w {
+			t.Errorf("%s:\n got %s\nwant %s", path, got[path], w)
+		}
+	}
+	if errs[len(errs)-1].LB != "edge" || errs[len(errs)-1].Source != "c.yaml" {
+		t.Errorf("the duplicate name is not on the later document: %+v", errs[len(errs)-1])
+	}
+}

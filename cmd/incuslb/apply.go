@@ -117,6 +117,9 @@ func printPlan(e *env, p *controller.Plan, dryRun bool) {
 	if p.CreateInstance {
 		fmt.Fprintf(e.stdout, "%s: %s\n", prefix, verb("created the instance", "create the instance"))
 	}
+	if p.AdoptInstance {
+		fmt.Fprintf(e.stdout, "%s: %s\n", prefix, verb("adopted the instance (spec.instance.adopt)", "adopt the instance (spec.instance.adopt)"))
+	}
 	if p.StartInstance {
 		fmt.Fprintf(e.stdout, "%s: %s\n", prefix, verb("started the instance", "start the instance"))
 	}
@@ -136,8 +139,11 @@ func printPlan(e *env, p *controller.Plan, dryRun bool) {
 	for _, r := range p.Runtime {
 		fmt.Fprintf(e.stdout, "%s: %s: %s\n", prefix, verb("runtime API, no reload", "runtime API, no reload"), r)
 	}
-	if p.Reload != "" {
-		fmt.Fprintf(e.stdout, "%s: %s (%s)\n", prefix, verb("reloaded HAProxy", "reload HAProxy"), p.Reload)
+	switch {
+	case p.StartHAProxy:
+		fmt.Fprintf(e.stdout, "%s: %s (%s)\n", prefix, verb("started HAProxy", "start HAProxy"), p.ReloadDetail)
+	case p.Reload != "":
+		fmt.Fprintf(e.stdout, "%s: %s (%s)\n", prefix, verb("reloaded HAProxy", "reload HAProxy"), p.ReloadDetail)
 	}
 }
 

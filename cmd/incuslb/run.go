@@ -30,7 +30,8 @@ func (e *env) run(args []string) error {
 	gitDir := fs.String("git-dir", "/var/lib/incuslb/git", "where the local clone lives")
 	secretFile := fs.String("webhook-secret-file", "", "file holding the secret that signs webhook deliveries (enables POST /hooks/git)")
 	insecure := fs.Bool("webhook-insecure", false, "serve POST /hooks/git without checking signatures (not for production)")
-	prune := fs.Bool("prune", false, "delete the instance of a LoadBalancer removed from the specs (default: keep it, marked Orphaned)")
+	prune := fs.Bool("prune", false, "delete the instance of a LoadBalancer removed from the specs once it has stayed removed for --prune-grace (default: keep it, marked Orphaned)")
+	pruneGrace := fs.Duration("prune-grace", 0, "how long a LoadBalancer must stay removed before --prune deletes its instance (default: 3 resyncs)")
 	listen := fs.String("listen", "127.0.0.1:9090", "address for /metrics, /healthz and /readyz (empty: none)")
 	resync := fs.Duration("resync", 5*time.Minute, "reconcile every LoadBalancer at least this often")
 	workers := fs.Int("workers", 2, "LoadBalancers reconciled in parallel")
@@ -44,6 +45,10 @@ func (e *env) run(args []string) error {
 	}
 	if *gitRepo == "" && (*secretFile != "" || *insecure) {
 		return usageErrorf("the webhook needs --git-repo")
+	}
+	grace := *pruneGrace
+	if grace == 0 {
+		grace = 3 * *resync
 	}
 	if *resync <= 0 || *workers < 1 {
 		return usageErrorf("--resync must be positive and --workers at least 1")
@@ -80,7 +85,7 @@ func (e *env) run(args []string) error {
 	applier := &controller.Applier{Incus: c, Log: log, Metrics: metrics, ForceReload: *forceReload}
 	runner := &controller.Runner{
 		Store:       store,
-		Reconciler:  &controller.LBReconciler{Store: store, Applier: applier, Log: log, Metrics: metrics, Prune: *prune},
+		Reconciler:  &controller.LBReconciler{Store: store, Applier: applier, Log: log, Metrics: metrics, Prune: *prune, PruneGrace: grace},
 		Events:      c,
 		Log:         log,
 		Resync:      *resync,

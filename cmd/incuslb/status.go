@@ -23,7 +23,16 @@ type lbStatus struct {
 	Address    string            `json:"address,omitempty"`
 	Status     controller.Status `json:"status"`
 	Servers    []serverStatus    `json:"servers"`
+	HAProxy    *haproxyStatus    `json:"haproxy,omitempty"`
 	RuntimeErr string            `json:"runtimeError,omitempty"`
+}
+
+// haproxyStatus is what HAProxy itself says it runs.
+type haproxyStatus struct {
+	LoadedConfig  string `json:"loadedConfig"` // hash of the config the current worker loaded; "" when not incuslb's
+	Reloads       int    `json:"reloads"`
+	FailedReloads int    `json:"failedReloads"`
+	OldWorkers    int    `json:"oldWorkers"`
 }
 
 type serverStatus struct {
@@ -103,10 +112,16 @@ func (e *env) observe(c *incus.Client, inst incus.Instance, viaExec bool) lbStat
 	lb := &specs.LoadBalancer{Metadata: specs.ObjectMeta{Name: s.Name},
 		Spec: specs.LoadBalancerSpec{Instance: specs.InstanceSpec{Name: inst.Name, Project: inst.Project}}}
 	a := &controller.Applier{Incus: c, ExecRuntime: viaExec || !c.LocalMember(inst.Location)}
-	states, err := a.Runtime(lb).ServersState(e.ctx, "")
+	rt := a.Runtime(lb)
+	states, err := rt.ServersState(e.ctx, "")
 	if err != nil {
 		s.RuntimeErr = err.Error()
 		return s
+	}
+	if p, err := rt.ShowProc(e.ctx); err == nil {
+		h := &haproxyStatus{Reloads: p.Reloads, FailedReloads: p.Failed, OldWorkers: len(p.OldWorkers)}
+		h.LoadedConfig, _ = rt.LoadedHash(e.ctx)
+		s.HAProxy = h
 	}
 	// Slot -> member names come from the config incuslb wrote.
 	layout := haproxy.Layout{}
@@ -174,6 +189,16 @@ func printStatus(e *env, s lbStatus) {
 	if s.RuntimeErr != "" {
 		fmt.Fprintf(e.stdout, "  servers:    unknown: %s\n", s.RuntimeErr)
 		return
+	}
+	if h := s.HAProxy; h != nil {
+		loaded := "a config incuslb did not write"
+		switch {
+		case h.LoadedConfig != "" && h.LoadedConfig == st.ConfigHash:
+			loaded = "config " + h.LoadedConfig + " (the one recorded)"
+		case h.LoadedConfig != "":
+			loaded = "config " + h.LoadedConfig + " (NOT the recorded " + orDash(st.ConfigHash) + ")"
+		}
+		fmt.Fprintf(e.stdout, "  haproxy:    runs %s; %d reload(s), %d failed, %d old worker(s)\n", loaded, h.Reloads, h.FailedReloads, h.OldWorkers)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  POOL\tSERVER\tMEMBER\tADDRESS\tSTATE\tSINCE")

@@ -1,0 +1,152 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/incuslb/incuslb/haproxy"
+	"github.com/incuslb/incuslb/incus"
+	"github.com/incuslb/incuslb/specs"
+)
+
+// discovery is what one look at Incus found.
+type discovery struct {
+	members map[string][]haproxy.Member // by pool
+	waiting int                         // selected, running, no address yet
+	seen    map[string]incus.Instance   // every listed instance, by project/name
+}
+
+// fullListEvery bounds how long discovery may take the addresses of
+// running members from the running config instead of from Incus.
+const fullListEvery = time.Minute
+
+// discover lists the members of every selector pool: running instances
+// matching the selector with a global IPv4 address on the pool's NIC. It
+// makes one list call per project, however many pools and instances there
+// are, and lists the whole project (leavers are looked up in it).
+//
+// Listing with state makes the server compute every instance's addresses,
+// which dominates a pass. So most passes list without state, take the
+// address of a member that still runs from prev (the running config), and
+// ask Incus only for newcomers' addresses; at least every fullListEvery (and
+// on the first pass) the addresses all come from Incus, which catches an
+// address that changed under a running instance.
+func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, prev haproxy.Layout) (*discovery, error) {
+	byProject := map[string][]*specs.Pool{}
+	var projects []string
+	for i := range lb.Spec.Pools {
+		p := &lb.Spec.Pools[i]
+		if len(p.Selector) == 0 {
+			continue
+		}
+		if _, ok := byProject[p.Project]; !ok {
+			projects = append(projects, p.Project)
+		}
+		byProject[p.Project] = append(byProject[p.Project], p)
+	}
+	last, listed := a.fullListAt.get(lb.Metadata.Name)
+	full := !listed || a.now().Sub(last) >= fullListEvery
+	d := &discovery{members: map[string][]haproxy.Member{}, seen: map[string]incus.Instance{}}
+	for _, project := range projects {
+		pools := byProject[project]
+		insts, err := a.Incus.ListInstances(ctx, project, full)
+		if err != nil {
+			return nil, fmt.Errorf("pool %s: %w", pools[0].Name, err)
+		}
+		if !full {
+			if insts, err = a.addresses(ctx, project, insts, pools, prev); err != nil {
+				return nil, err
+			}
+		}
+		for _, inst := range insts {
+			d.seen[project+"/"+inst.Name] = inst
+		}
+		for _, p := range pools {
+			for _, inst := range insts {
+				if !matches(inst.Config, p.Selector) ||
+					(inst.Name == lb.Spec.Instance.Name && inst.Project == lb.Spec.Instance.Project) {
+					continue
+				}
+				addr := inst.IPv4(p.NIC)
+				if inst.Running() && addr == "" {
+					d.waiting++
+				}
+				if !inst.Running() || addr == "" || inst.Config[DrainKey] == "true" {
+					continue
+				}
+				d.members[p.Name] = append(d.members[p.Name], haproxy.Member{Name: inst.Name, Address: addr})
+			}
+		}
+	}
+	if full {
+		a.fullListAt.set(lb.Metadata.Name, a.now())
+	}
+	return d, nil
+}
+
+// addresses fills in the addresses of the running instances that pools
+// select, and of the running members of prev (a member that lost its label
+// is drained, which needs its address): from prev for a member already in
+// a slot, from Incus (in parallel) for the others.
+func (a *Applier) addresses(ctx context.Context, project string, insts []incus.Instance, pools []*specs.Pool, prev haproxy.Layout) ([]incus.Instance, error) {
+	known := map[string]string{} // member -> address in the running config
+	for _, p := range pools {
+		for _, s := range prev[p.Name] {
+			if !s.Parked() {
+				known[s.Member] = s.Address
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(insts))
+	for i := range insts {
+		inst := &insts[i]
+		selected := false
+		for _, p := range pools {
+			selected = selected || matches(inst.Config, p.Selector)
+		}
+		addr, isMember := known[inst.Name]
+		if !inst.Running() || (!selected && !isMember) {
+			continue
+		}
+		if isMember {
+			nics := map[string][]string{}
+			for _, p := range pools {
+				nics[p.NIC] = []string{addr}
+			}
+			inst.Addresses = nics
+			continue
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			got, err := a.Incus.GetInstance(ctx, project, insts[i].Name, true)
+			if errors.Is(err, incus.ErrNotFound) {
+				return // deleted meanwhile
+			}
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			insts[i] = *got
+		}(i)
+	}
+	wg.Wait()
+	return insts, errors.Join(errs...)
+}
+
+func matches(config, selector map[string]string) bool {
+	for k, v := range selector {
+		if config[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// DrainKey, set to "true" on a member instance, takes it out of its pools
+// gracefully.
+const DrainKey = "user.incuslb.drain"

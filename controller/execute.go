@@ -1,0 +1,90 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/go-logr/logr"
+
+	"github.com/incuslb/incuslb/haproxy"
+	"github.com/incuslb/incuslb/incus"
+	"github.com/incuslb/incuslb/specs"
+)
+
+// execute carries out a plan on a running instance this LB owns: either a
+// reload (or start) of HAProxy on the desired config, or the membership and
+// certificate changes through the runtime API with the files in the
+// container brought up to date, no reload.
+func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *haproxy.Runtime, obs *Observation, p *Plan, cert []byte) error {
+	log := a.Log.WithValues("lb", lb.Metadata.Name, "instance", p.Instance)
+	if p.Reload != ReloadNone {
+		if err := a.reload(ctx, lb, rt, obs, p, cert, log); err != nil {
+			return err
+		}
+		a.Metrics.reload(lb.Metadata.Name, string(p.Reload))
+		return nil
+	}
+	in := lb.Spec.Instance
+	for _, op := range p.ops {
+		if err := applyOp(ctx, rt, op); err != nil {
+			return fmt.Errorf("runtime API: %s: %w", op, err)
+		}
+		p.Runtime = append(p.Runtime, op.String())
+		a.Metrics.runtimeUpdate(lb.Metadata.Name, op.kind)
+		log.Info("runtime update", "kind", op.kind, "change", op.String())
+	}
+	certPath := haproxy.CertPath(lb, haproxy.Options{})
+	if p.swapCert {
+		if err := rt.SetCert(ctx, certPath, cert); err != nil {
+			return fmt.Errorf("HAProxy refused the new certificate; the old one keeps serving: %w", err)
+		}
+		p.Runtime = append(p.Runtime, "certificate swapped (set ssl cert + commit)")
+		a.Metrics.runtimeUpdate(lb.Metadata.Name, "certificate")
+		log.Info("runtime update", "kind", "certificate", "path", certPath)
+	}
+	if p.stageCert {
+		uid, gid, err := a.haproxyIDs(ctx, lb)
+		if err != nil {
+			return err
+		}
+		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, certPath, cert, incus.FileMode{UID: uid, GID: gid, Mode: 0o600}); err != nil {
+			return err
+		}
+	}
+	if p.writeFile {
+		// The files are what a restart of HAProxy loads: the config, and
+		// the state of the members still draining.
+		text, err := rt.Command(ctx, "show servers state")
+		if err != nil {
+			return err
+		}
+		state := haproxy.StateFile(text, p.draining)
+		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.ServerStateFile, state, rootFile); err != nil {
+			return err
+		}
+		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.ConfigPath, p.desired, rootFile); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var rootFile = incus.FileMode{UID: 0, GID: 0, Mode: 0o644}
+
+func applyOp(ctx context.Context, rt *haproxy.Runtime, op slotOp) error {
+	slot := haproxy.SlotName(op.slot)
+	switch op.kind {
+	case "park":
+		return rt.ParkSlot(ctx, op.pool, slot)
+	case "drain":
+		return rt.Drain(ctx, op.pool, slot)
+	case "join":
+		return rt.FillSlot(ctx, op.pool, slot, op.member.Address, op.member.Port)
+	case "ready":
+		return rt.Ready(ctx, op.pool, slot)
+	}
+	return fmt.Errorf("unknown slot operation %q", op.kind)
+}
+
+// logr is used by reload.go.
+var _ logr.Logger

@@ -1,0 +1,240 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/incuslb/incuslb/haproxy"
+	"github.com/incuslb/incuslb/incus"
+	"github.com/incuslb/incuslb/specs"
+)
+
+// Incus is what an Applier needs of Incus. *incus.Client satisfies it.
+type Incus interface {
+	GetInstance(ctx context.Context, project, name string, state bool) (*incus.Instance, error)
+	CreateInstance(ctx context.Context, project, name, image string, profiles []string, config map[string]string) error
+	SetState(ctx context.Context, project, name, action string, force bool) error
+	UpdateConfig(ctx context.Context, project, name string, keys map[string]string) error
+	EnsureDevice(ctx context.Context, project, name, device string, settings map[string]string) error
+	ListInstances(ctx context.Context, project string, state bool) ([]incus.Instance, error)
+	ReadFile(ctx context.Context, project, name, file string) ([]byte, error)
+	WriteFile(ctx context.Context, project, name, file string, data []byte, mode incus.FileMode) error
+	WriteTemp(ctx context.Context, project, name, file string, data []byte, mode incus.FileMode) (string, error)
+	Rename(ctx context.Context, project, name, from, to string) error
+	Remove(ctx context.Context, project, name, file string) error
+	Mkdir(ctx context.Context, project, name, dir string, mode incus.FileMode) error
+	Exec(ctx context.Context, project, name string, argv []string, stdin []byte) (incus.ExecResult, error)
+	DeleteInstance(ctx context.Context, project, name string) error
+	Local() bool
+	LocalMember(location string) bool
+}
+
+// Applier makes one reconcile pass for a LoadBalancer.
+type Applier struct {
+	Incus Incus
+	Log   logr.Logger
+	// SocketDir is the host directory for the unix sockets of the proxy
+	// devices that reach HAProxy's admin and master sockets. Default
+	// /run/incuslb.
+	SocketDir string
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// AddressTimeout bounds the wait for a new LB instance's address.
+	AddressTimeout time.Duration
+	// Metrics, when set, counts reloads and runtime updates.
+	Metrics *Metrics
+	// ExecRuntime reaches HAProxy's sockets through exec even when the
+	// host-side sockets would do (for tests of that path).
+	ExecRuntime bool
+	// ForceReload applies every change with a reload, never through the
+	// runtime API: the seed role's way, kept to compare against (make bench).
+	ForceReload bool
+
+	drains     lockedMap[map[string]time.Time] // when each draining member started, by LB
+	checked    lockedMap[bool]                 // instances known to have haproxy and the proxy devices
+	elsewhere  lockedMap[bool]                 // LB instances on another cluster member than this host
+	fullListAt lockedMap[time.Time]            // when each LB last listed its members with their state
+}
+
+func (a *Applier) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+// Apply makes one pass for lb, which must be defaulted and valid (files
+// included): Observe, Plan, Execute, Record.
+//
+//   - Observe reads the LB instance, the files in it, what HAProxy runs
+//     (which config its worker loaded, the live server table, the served
+//     certificate) and the members Incus has for each pool.
+//   - Plan (plan, a pure function) decides: the desired config, a reload
+//     and its reason, or the runtime changes.
+//   - Execute does it; Record makes the pass's one status write.
+//
+// A dry run is a pass without Execute and Record: it writes nothing,
+// whether it succeeds or fails. The pass never touches an instance owned
+// by another LoadBalancer, nor one without an owner unless the spec asks
+// to adopt it. On error, whatever HAProxy ran before keeps running.
+func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool) (*Plan, error) {
+	in := lb.Spec.Instance
+	p := &Plan{LB: lb.Metadata.Name, Instance: in.Project + "/" + in.Name}
+	obs := &Observation{}
+	if err := a.observeInstance(ctx, lb, obs); err != nil {
+		return p, err
+	}
+	if err := ownership(lb, obs); err != nil {
+		return p, err // not ours: nothing is written, not even a status
+	}
+	cert, err := loadCert(lb)
+	specHash := SpecHash(lb, cert)
+	finish := func(reason string, err error) (*Plan, error) {
+		err = failed(reason, err)
+		if dryRun {
+			return p, err
+		}
+		if rerr := a.record(ctx, lb, obs, specHash, p, err); rerr != nil {
+			if err == nil {
+				return p, rerr
+			}
+			a.Log.Error(rerr, "recording the status", "lb", lb.Metadata.Name)
+		}
+		return p, err
+	}
+	if err != nil {
+		return finish("InvalidSpec", err)
+	}
+	if err := a.ensureInstance(ctx, lb, obs, p, dryRun); err != nil {
+		return finish("InstanceNotReady", err)
+	}
+	if dryRun && (p.CreateInstance || p.AdoptInstance || p.StartInstance || p.InstallHAProxy) {
+		return p, nil // nothing more to observe before those
+	}
+	rt, hostBroken := a.runtimeFor(ctx, lb)
+	if hostBroken && !dryRun {
+		a.Log.Info("the host-side sockets of HAProxy do not answer; adding the proxy devices again", "lb", lb.Metadata.Name)
+		if err := a.ensureSockets(ctx, lb); err != nil {
+			return finish("InstanceNotReady", err)
+		}
+	}
+	if err := a.observeFiles(ctx, lb, obs, cert != nil); err != nil {
+		return finish("ReadFailed", err)
+	}
+	if err := a.observeHAProxy(ctx, lb, rt, obs, cert != nil); err != nil {
+		return finish("HAProxyUnreadable", err)
+	}
+	if !obs.Answers {
+		a.checked.remove(in.Project + "/" + in.Name)
+	}
+	pools := haproxy.SelectorPools(lb)
+	prev := previousLayout(obs, pools)
+	disc, err := a.discover(ctx, lb, prev)
+	if err != nil {
+		return finish("DiscoveryFailed", err)
+	}
+	drains, _ := a.drains.get(lb.Metadata.Name)
+	plan(planInput{lb: lb, cert: cert, obs: obs, prev: prev, disc: disc, drains: drains, now: a.now(),
+		forceReload: a.ForceReload}, p)
+	if dryRun {
+		for _, op := range p.ops {
+			p.Runtime = append(p.Runtime, op.String())
+		}
+		if p.swapCert {
+			p.Runtime = append(p.Runtime, "certificate swap (set ssl cert + commit)")
+		}
+		return p, nil
+	}
+	if err := a.execute(ctx, lb, rt, obs, p, cert); err != nil {
+		reason := "RuntimeUpdateFailed"
+		if p.Reload != ReloadNone {
+			reason = "ReloadFailed"
+		}
+		return finish(reason, err)
+	}
+	a.drains.set(lb.Metadata.Name, p.drains)
+	if p.Address == "" {
+		if inst, err := a.Incus.GetInstance(ctx, in.Project, in.Name, true); err == nil {
+			p.Address = inst.IPv4(specs.DefaultNIC)
+		}
+	}
+	return finish("", nil)
+}
+
+// addressPoll is how soon to look again for a member that runs but has no
+// DHCP address yet (no event announces the address; it shows up 0.5-1 s
+// after the start).
+const addressPoll = 100 * time.Millisecond
+
+// drainPoll is how often a draining member's sessions are counted.
+const drainPoll = time.Second
+
+// SpecHash identifies a spec and certificate: it changes exactly when
+// either does.
+func SpecHash(lb *specs.LoadBalancer, cert []byte) string {
+	b, _ := json.Marshal(struct {
+		Name string
+		Spec specs.LoadBalancerSpec
+		Cert string
+	}{lb.Metadata.Name, lb.Spec, hash(cert)})
+	return hash(b)
+}
+
+func hash(b []byte) string {
+	if b == nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+func loadCert(lb *specs.LoadBalancer) ([]byte, error) {
+	t := lb.Spec.Frontend.TLS
+	if t == nil {
+		return nil, nil
+	}
+	cert, err := specs.LoadCertificate(t.CertificateFile)
+	if err != nil {
+		return nil, specs.ErrorList{{Source: lb.Source, Path: "spec.frontend.tls.certificateFile", Reason: err.Error()}}
+	}
+	return cert, nil
+}
+
+// lockedMap is a map safe for concurrent use; its zero value is empty.
+type lockedMap[V any] struct {
+	mu sync.Mutex
+	m  map[string]V
+}
+
+func (l *lockedMap[V]) get(key string) (V, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.m[key]
+	return v, ok
+}
+
+func (l *lockedMap[V]) has(key string) bool {
+	_, ok := l.get(key)
+	return ok
+}
+
+func (l *lockedMap[V]) set(key string, v V) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string]V{}
+	}
+	l.m[key] = v
+}
+
+func (l *lockedMap[V]) remove(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.m, key)
+}

@@ -1,0 +1,145 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/incuslb/incuslb/haproxy"
+	"github.com/incuslb/incuslb/incus"
+	"github.com/incuslb/incuslb/internal/testcert"
+	"github.com/incuslb/incuslb/specs"
+)
+
+// running is an observation of HAProxy running cfg (from the file cfg),
+// every filled slot UP.
+func running(cfg []byte) *Observation {
+	obs := &Observation{Answers: true, LoadedHash: haproxy.ClaimedHash(cfg), File: cfg, Sessions: map[string]int{}}
+	for pool, slots := range haproxy.ParseLayout(cfg, nil) {
+		for i, s := range slots {
+			st := haproxy.ServerState{Backend: pool, Name: haproxy.SlotName(i), Address: s.Address, Port: s.Port, OpState: 2}
+			if s.Parked() {
+				st.Address, st.Port, st.AdminState, st.OpState = haproxy.ParkedAddress, haproxy.ParkedPort, 0x05, 0
+			}
+			obs.Servers = append(obs.Servers, st)
+		}
+	}
+	return obs
+}
+
+func disc(members ...incus.Instance) *discovery {
+	d := &discovery{members: map[string][]haproxy.Member{}, seen: map[string]incus.Instance{}}
+	for _, m := range members {
+		d.seen["default/"+m.Name] = m
+		if m.Config["user.role"] == "api" && m.Running() {
+			d.members["api"] = append(d.members["api"], haproxy.Member{Name: m.Name, Address: m.IPv4("eth0")})
+		}
+	}
+	return d
+}
+
+func TestPlan(t *testing.T) {
+	lb := testLB(t, false)
+	pools := haproxy.SelectorPools(lb)
+	cfgOne := haproxy.Render(lb, haproxy.Assign(lb, map[string][]haproxy.Member{"api": {{Name: "api-1", Address: "10.0.0.11"}}}, nil), haproxy.Options{})
+	cfgTwo := haproxy.Render(lb, haproxy.Assign(lb, map[string][]haproxy.Member{"api": {{Name: "api-1", Address: "10.0.0.11"}, {Name: "api-2", Address: "10.0.0.12"}}}, nil), haproxy.Options{})
+	other := *lb
+	other.Spec.Stats.Port = 8404
+	cfgOther := haproxy.Render(&other, haproxy.Assign(&other, map[string][]haproxy.Member{"api": {{Name: "api-1", Address: "10.0.0.11"}}}, nil), haproxy.Options{})
+	api1, api2 := member("api-1", "10.0.0.11"), member("api-2", "10.0.0.12")
+	unlabelled := api2
+	unlabelled.Config = map[string]string{}
+	stopped := api2
+	stopped.Status = "Stopped"
+	now := time.Unix(1_700_000_000, 0)
+	draining := func(sessions int) *Observation {
+		o := running(cfgTwo)
+		for i := range o.Servers {
+			if o.Servers[i].Name == "srv2" {
+				o.Servers[i].AdminState = 0x08
+			}
+		}
+		o.Sessions["api/srv2"] = sessions
+		return o
+	}
+	many := make([]incus.Instance, 17)
+	for i := range many {
+		many[i] = member("api-"+string(rune('a'+i)), "10.0.1."+string(rune('1'+i%9))+string(rune('0'+i/9)))
+	}
+
+	for _, tc := range []struct {
+		name   string
+		obs    *Observation
+		disc   *discovery
+		drains map[string]time.Time
+		force  bool
+		want   string // the plan's String(), after its "edge (default/lb):" prefix
+	}{
+		{"HAProxy not running", &Observation{}, disc(api1), nil, false,
+			" start haproxy; config differs; reload start (HAProxy was not running);"},
+		{"a config incuslb did not write", &Observation{Answers: true, File: []byte("global\n")}, disc(api1), nil, false,
+			" config differs; reload first-config (HAProxy runs a config incuslb did not write);"},
+		{"nothing to do", running(cfgOne), disc(api1), nil, false, ""},
+		{"a member joins: runtime API", running(cfgOne), disc(api1, api2), nil, false,
+			" config differs; join api/srv2 <- api-2 (10.0.0.12:8080);"},
+		{"a stopped member is parked at once", running(cfgTwo), disc(api1, stopped), nil, false,
+			" config differs; park api/srv2 parked;"},
+		{"a running member that lost its label drains", running(cfgTwo), disc(api1, unlabelled), nil, false,
+			" drain api/srv2 draining api-2 (10.0.0.12:8080); requeue after 1s"},
+		{"a draining member with sessions keeps draining", draining(2), disc(api1, unlabelled),
+			map[string]time.Time{"edge/api/10.0.0.12:8080": now.Add(-time.Second)}, false, " requeue after 1s"},
+		{"a draining member with no session is parked", draining(0), disc(api1, unlabelled), nil, false,
+			" config differs; park api/srv2 parked;"},
+		{"the drain timeout parks it", draining(5), disc(api1, unlabelled),
+			map[string]time.Time{"edge/api/10.0.0.12:8080": now.Add(-31 * time.Second)}, false, " config differs; park api/srv2 parked;"},
+		{"the file holds the desired config but HAProxy runs another", func() *Observation {
+			o := running(cfgOther)
+			o.File = cfgOne
+			return o
+		}(), disc(api1), nil, false, " reload not-loaded"},
+		{"the structure changed", running(cfgOther), disc(api1), nil, false, " config differs; reload config-changed"},
+		{"a pool ran out of slots", running(cfgOne), disc(append(many, api1)...), nil, false, " config differs; reload slots-grew (pool api ran out of slots (16 -> 32));"},
+		{"ForceReload makes a join a reload", running(cfgOne), disc(api1, api2), nil, true,
+			" config differs; reload forced (membership or certificate changed (reload forced));"},
+		{"a member without an address yet", running(cfgOne), func() *discovery { d := disc(api1); d.waiting = 1; return d }(), nil, false,
+			" requeue after 100ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Plan{LB: "edge", Instance: "default/lb"}
+			plan(planInput{lb: lb, obs: tc.obs, prev: previousLayout(tc.obs, pools), disc: tc.disc, drains: tc.drains, now: now, forceReload: tc.force}, p)
+			got := strings.TrimPrefix(p.String(), "edge (default/lb):")
+			if !strings.HasPrefix(got, tc.want) || (tc.want == "" && got != "") {
+				t.Fatalf("plan:\n got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPlanCertificate(t *testing.T) {
+	lb := testLB(t, true)
+	cert, err := specs.LoadCertificate(lb.Spec.Frontend.TLS.CertificateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := haproxy.Render(lb, haproxy.Assign(lb, nil, nil), haproxy.Options{})
+	other, _ := specs.LoadCertificate(testcert.Write(t.TempDir(), "x.pem", "other.test"))
+	for _, tc := range []struct {
+		name                       string
+		served, file               []byte
+		push, swap, stage, reloads bool
+	}{
+		{"served and on disk", cert, cert, false, false, false, false},
+		{"renewed on the host", other, other, true, true, true, false},
+		{"file stale, served right", cert, other, true, false, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			obs := running(cfg)
+			obs.CertSHA1, obs.CertFile = certSHA1(tc.served), tc.file
+			p := &Plan{}
+			plan(planInput{lb: lb, cert: cert, obs: obs, prev: haproxy.Layout{}, disc: disc()}, p)
+			if p.PushCert != tc.push || p.swapCert != tc.swap || p.stageCert != tc.stage || (p.Reload != "") != tc.reloads {
+				t.Fatalf("%s: push %v swap %v stage %v reload %q", tc.name, p.PushCert, p.swapCert, p.stageCert, p.Reload)
+			}
+		})
+	}
+}
