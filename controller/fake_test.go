@@ -98,6 +98,7 @@ func (f *fakeIncus) UpdateConfig(_ context.Context, _, _ string, keys map[string
 func (f *fakeIncus) EnsureDevice(context.Context, string, string, string, map[string]string) error {
 	return nil
 }
+func (f *fakeIncus) RemoveDevice(context.Context, string, string, string) error { return nil }
 func (f *fakeIncus) ListInstances(_ context.Context, _ string, state bool) ([]incus.Instance, error) {
 	out := append([]incus.Instance(nil), f.members...)
 	if !state {
@@ -159,8 +160,8 @@ func (f *fakeIncus) Exec(_ context.Context, _, _ string, argv []string, stdin []
 	}
 	return res, nil
 }
-func (f *fakeIncus) Local() bool             { return false }
-func (f *fakeIncus) LocalMember(string) bool { return true }
+func (f *fakeIncus) Local() bool                              { return false }
+func (f *fakeIncus) LocalMember(context.Context, string) bool { return true }
 
 func (f *fakeIncus) reloaded() bool {
 	for _, c := range f.ran {

@@ -56,10 +56,13 @@ func (a *Applier) ensureInstance(ctx context.Context, lb *specs.LoadBalancer, ob
 		if dryRun {
 			return nil
 		}
-		// The proxy devices' sockets live in the socket directory: without
-		// it (a host reboot wiped /run) Incus cannot start the instance.
-		if err := a.socketDir(); err != nil {
-			return err
+		// Incus starts the proxy devices with the instance, and cannot when
+		// their socket directory is gone (a host reboot wiped /run) or is not
+		// this controller's (--socket-dir changed): point them here first.
+		if a.Incus.Local() && a.Incus.LocalMember(ctx, obs.Instance.Location) {
+			if err := a.ensureSockets(ctx, lb); err != nil {
+				return err
+			}
 		}
 		log.Info("starting LB instance", "status", obs.Instance.Status)
 		if err := a.Incus.SetState(ctx, in.Project, in.Name, "start", false); err != nil {
@@ -78,7 +81,7 @@ func (a *Applier) ensureInstance(ctx context.Context, lb *specs.LoadBalancer, ob
 			"command -v systemctl >/dev/null 2>&1 && systemctl is-system-running --wait >/dev/null 2>&1; true"}, nil)
 		a.checked.remove(key)
 	}
-	if !a.Incus.LocalMember(obs.Instance.Location) {
+	if !a.Incus.LocalMember(ctx, obs.Instance.Location) {
 		a.elsewhere.set(key, true)
 	} else {
 		a.elsewhere.remove(key)
@@ -188,6 +191,19 @@ func (a *Applier) ensureSockets(ctx context.Context, lb *specs.LoadBalancer) err
 		}
 	}
 	return nil
+}
+
+// resetSockets removes and adds the proxy devices again, so that Incus
+// makes their host-side sockets anew (after /run was wiped under a running
+// instance, say).
+func (a *Applier) resetSockets(ctx context.Context, lb *specs.LoadBalancer) error {
+	in := lb.Spec.Instance
+	for _, dev := range []string{adminDevice, masterDevice} {
+		if err := a.Incus.RemoveDevice(ctx, in.Project, in.Name, dev); err != nil {
+			return fmt.Errorf("removing proxy device %s: %w", dev, err)
+		}
+	}
+	return a.ensureSockets(ctx, lb)
 }
 
 // sweepTemps removes the temporary files an earlier pass may have left

@@ -79,6 +79,7 @@ func (r *LBReconciler) Reconcile(ctx context.Context, req Request) (Result, erro
 		return Result{}, err
 	}
 	r.Metrics.reconciled(req.Name, "ok", time.Since(start))
+	r.Metrics.succeeded(req.Name, time.Now())
 	// An event's effect is applied by the first pass that changes something;
 	// a pass that only waits (for a DHCP address) keeps it pending.
 	if plan.Changed() || plan.RequeueAfter == 0 {

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,58 @@ type Metrics struct {
 	runtimeUpdates *prometheus.CounterVec
 	members        *prometheus.GaugeVec
 	eventToApplied *prometheus.HistogramVec
+
+	mu          sync.Mutex
+	lastSuccess map[string]time.Time // by LB
+	lastFetch   func() time.Time     // the git source's last successful fetch
+}
+
+var (
+	lastSuccessDesc = prometheus.NewDesc("incuslb_last_success_age_seconds",
+		"Seconds since the last successful pass of each LoadBalancer.", []string{"lb"}, nil)
+	lastFetchDesc = prometheus.NewDesc("incuslb_git_last_fetch_age_seconds",
+		"Seconds since the last successful fetch of the git source.", nil, nil)
+)
+
+// Describe implements prometheus.Collector for the ages.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- lastSuccessDesc
+	ch <- lastFetchDesc
+}
+
+// Collect implements prometheus.Collector: the ages, computed at scrape.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for lb, t := range m.lastSuccess {
+		ch <- prometheus.MustNewConstMetric(lastSuccessDesc, prometheus.GaugeValue, now.Sub(t).Seconds(), lb)
+	}
+	if m.lastFetch != nil {
+		if t := m.lastFetch(); !t.IsZero() {
+			ch <- prometheus.MustNewConstMetric(lastFetchDesc, prometheus.GaugeValue, now.Sub(t).Seconds())
+		}
+	}
+}
+
+// SetGitLastFetch makes the metrics report the age of the git source's last
+// successful fetch.
+func (m *Metrics) SetGitLastFetch(f func() time.Time) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastFetch = f
+}
+
+func (m *Metrics) succeeded(lb string, at time.Time) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastSuccess[lb] = at
 }
 
 // NewMetrics registers incuslb's metrics with reg.
@@ -40,7 +93,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}, []string{"lb"}),
 	}
-	reg.MustRegister(m.reconciles, m.reconcileTime, m.reloads, m.runtimeUpdates, m.members, m.eventToApplied)
+	m.lastSuccess = map[string]time.Time{}
+	reg.MustRegister(m.reconciles, m.reconcileTime, m.reloads, m.runtimeUpdates, m.members, m.eventToApplied, m)
 	return m
 }
 

@@ -10,7 +10,6 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/incuslb/incuslb/haproxy"
 	"github.com/incuslb/incuslb/incus"
 	"github.com/incuslb/incuslb/specs"
 )
@@ -22,6 +21,7 @@ type Incus interface {
 	SetState(ctx context.Context, project, name, action string, force bool) error
 	UpdateConfig(ctx context.Context, project, name string, keys map[string]string) error
 	EnsureDevice(ctx context.Context, project, name, device string, settings map[string]string) error
+	RemoveDevice(ctx context.Context, project, name, device string) error
 	ListInstances(ctx context.Context, project string, state bool) ([]incus.Instance, error)
 	ReadFile(ctx context.Context, project, name, file string) ([]byte, error)
 	WriteFile(ctx context.Context, project, name, file string, data []byte, mode incus.FileMode) error
@@ -32,7 +32,7 @@ type Incus interface {
 	Exec(ctx context.Context, project, name string, argv []string, stdin []byte) (incus.ExecResult, error)
 	DeleteInstance(ctx context.Context, project, name string) error
 	Local() bool
-	LocalMember(location string) bool
+	LocalMember(ctx context.Context, location string) bool
 }
 
 // Applier makes one reconcile pass for a LoadBalancer.
@@ -55,6 +55,12 @@ type Applier struct {
 	// ForceReload applies every change with a reload, never through the
 	// runtime API: the seed role's way, kept to compare against (make bench).
 	ForceReload bool
+	// CertRoot is the directory certificate files must resolve under
+	// (--cert-root); "" reads them wherever the spec says (tests).
+	CertRoot string
+	// PassTimeout bounds one pass, every Incus call and runtime API exchange
+	// in it included. Default DefaultPassTimeout.
+	PassTimeout time.Duration
 
 	drains     lockedMap[map[string]time.Time] // when each draining member started, by LB
 	checked    lockedMap[bool]                 // instances known to have haproxy and the proxy devices
@@ -84,6 +90,12 @@ func (a *Applier) now() time.Time {
 // by another LoadBalancer, nor one without an owner unless the spec asks
 // to adopt it. On error, whatever HAProxy ran before keeps running.
 func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool) (*Plan, error) {
+	timeout := a.PassTimeout
+	if timeout <= 0 {
+		timeout = DefaultPassTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	in := lb.Spec.Instance
 	p := &Plan{LB: lb.Metadata.Name, Instance: in.Project + "/" + in.Name}
 	obs := &Observation{}
@@ -93,14 +105,18 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 	if err := ownership(lb, obs); err != nil {
 		return p, err // not ours: nothing is written, not even a status
 	}
-	cert, err := loadCert(lb)
+	cert, err := a.loadCert(lb)
 	specHash := SpecHash(lb, cert)
 	finish := func(reason string, err error) (*Plan, error) {
 		err = failed(reason, err)
 		if dryRun {
 			return p, err
 		}
-		if rerr := a.record(ctx, lb, obs, specHash, p, err); rerr != nil {
+		// The status says why the pass failed even when its deadline is
+		// what ended it: the write gets a deadline of its own.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		defer cancel()
+		if rerr := a.record(rctx, lb, obs, specHash, p, err); rerr != nil {
 			if err == nil {
 				return p, rerr
 			}
@@ -119,8 +135,8 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 	}
 	rt, hostBroken := a.runtimeFor(ctx, lb)
 	if hostBroken && !dryRun {
-		a.Log.Info("the host-side sockets of HAProxy do not answer; adding the proxy devices again", "lb", lb.Metadata.Name)
-		if err := a.ensureSockets(ctx, lb); err != nil {
+		a.Log.Info("HAProxy answers in the instance but not on the host-side sockets (/run wiped?); adding the proxy devices again", "lb", lb.Metadata.Name)
+		if err := a.resetSockets(ctx, lb); err != nil {
 			return finish("InstanceNotReady", err)
 		}
 	}
@@ -133,8 +149,7 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 	if !obs.Answers {
 		a.checked.remove(in.Project + "/" + in.Name)
 	}
-	pools := haproxy.SelectorPools(lb)
-	prev := previousLayout(obs, pools)
+	prev := previousLayout(lb, obs)
 	disc, err := a.discover(ctx, lb, prev)
 	if err != nil {
 		return finish("DiscoveryFailed", err)
@@ -167,6 +182,14 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 	return finish("", nil)
 }
 
+// DefaultPassTimeout bounds a pass: long enough to create an instance, wait
+// for its address and install haproxy from a package mirror; a pass that
+// hangs on Incus or HAProxy ends there, as a failure, and is retried.
+const DefaultPassTimeout = 3 * time.Minute
+
+// recordTimeout bounds the status write of a pass.
+const recordTimeout = 5 * time.Second
+
 // addressPoll is how soon to look again for a member that runs but has no
 // DHCP address yet (no event announces the address; it shows up 0.5-1 s
 // after the start).
@@ -194,12 +217,16 @@ func hash(b []byte) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-func loadCert(lb *specs.LoadBalancer) ([]byte, error) {
+func (a *Applier) loadCert(lb *specs.LoadBalancer) ([]byte, error) {
 	t := lb.Spec.Frontend.TLS
 	if t == nil {
 		return nil, nil
 	}
-	cert, err := specs.LoadCertificate(t.CertificateFile)
+	load := specs.LoadCertificate
+	if a.CertRoot != "" {
+		load = func(path string) ([]byte, error) { return specs.LoadCertificateUnder(a.CertRoot, path) }
+	}
+	cert, err := load(t.CertificateFile)
 	if err != nil {
 		return nil, specs.ErrorList{{Source: lb.Source, Path: "spec.frontend.tls.certificateFile", Reason: err.Error()}}
 	}

@@ -6,7 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -208,7 +209,7 @@ func reloadReason(in planInput, p *Plan) (ReloadReason, string) {
 	if file != nil && haproxy.ClaimedHash(file) == p.hash && haproxy.ConfigHash(file, haproxy.SelectorPools(in.lb)) == p.hash {
 		return ReloadNotLoaded, fmt.Sprintf("the file holds the desired config %s but HAProxy runs %s", p.hash, in.obs.LoadedHash)
 	}
-	for _, pool := range sortedKeys(p.layout) {
+	for _, pool := range slices.Sorted(maps.Keys(p.layout)) {
 		if n, was := len(p.layout[pool]), len(in.prev[pool]); n > was && was > 0 {
 			return ReloadSlotsGrew, fmt.Sprintf("pool %s ran out of slots (%d -> %d)", pool, was, n)
 		}
@@ -334,7 +335,35 @@ func leavers(lb *specs.LoadBalancer, prev haproxy.Layout, disc *discovery) []lea
 // HAProxy runs a config incuslb wrote (it is the truth; the file is a
 // cache), with member names from the file where the endpoints agree;
 // otherwise the file.
-func previousLayout(obs *Observation, pools map[string]bool) haproxy.Layout {
+func previousLayout(lb *specs.LoadBalancer, obs *Observation) haproxy.Layout {
+	pools := haproxy.SelectorPools(lb)
+	prev := previousSlots(obs, pools)
+	// What the container says is not trusted to be small: a pool keeps at
+	// most slotBound slots of it (a hand-edited "server srv2000000" is not
+	// a reason to render two million lines).
+	for _, p := range lb.Spec.Pools {
+		slots, step := prev[p.Name], max(p.Slots, 1)
+		if len(slots) <= slotBound(&p) && len(slots)%step == 0 {
+			continue // as incuslb grows pools: whole steps
+		}
+		// Not a layout incuslb made: keep the slots that hold members, in
+		// whole steps, and no more than the bound.
+		slots = slots[:min(len(slots), slotBound(&p))]
+		used := 0
+		for i, s := range slots {
+			if !s.Parked() {
+				used = i + 1
+			}
+		}
+		prev[p.Name] = slots[:min(len(slots), (used+step-1)/step*step)]
+	}
+	return prev
+}
+
+// slotBound is the most slots a pool may have: 64 growth steps.
+func slotBound(p *specs.Pool) int { return min(max(p.Slots, 1)*64, haproxy.MaxSlots) }
+
+func previousSlots(obs *Observation, pools map[string]bool) haproxy.Layout {
 	file := haproxy.ParseLayout(obs.File, pools)
 	if !obs.Answers || obs.LoadedHash == "" {
 		return file
@@ -369,13 +398,4 @@ func certSHA1(pemData []byte) string {
 			return strings.ToUpper(hex.EncodeToString(sum[:]))
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -40,7 +40,6 @@ func disc(members ...incus.Instance) *discovery {
 
 func TestPlan(t *testing.T) {
 	lb := testLB(t, false)
-	pools := haproxy.SelectorPools(lb)
 	cfgOne := haproxy.Render(lb, haproxy.Assign(lb, map[string][]haproxy.Member{"api": {{Name: "api-1", Address: "10.0.0.11"}}}, nil), haproxy.Options{})
 	cfgTwo := haproxy.Render(lb, haproxy.Assign(lb, map[string][]haproxy.Member{"api": {{Name: "api-1", Address: "10.0.0.11"}, {Name: "api-2", Address: "10.0.0.12"}}}, nil), haproxy.Options{})
 	other := *lb
@@ -106,7 +105,7 @@ func TestPlan(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &Plan{LB: "edge", Instance: "default/lb"}
-			plan(planInput{lb: lb, obs: tc.obs, prev: previousLayout(tc.obs, pools), disc: tc.disc, drains: tc.drains, now: now, forceReload: tc.force}, p)
+			plan(planInput{lb: lb, obs: tc.obs, prev: previousLayout(lb, tc.obs), disc: tc.disc, drains: tc.drains, now: now, forceReload: tc.force}, p)
 			got := strings.TrimPrefix(p.String(), "edge (default/lb):")
 			if !strings.HasPrefix(got, tc.want) || (tc.want == "" && got != "") {
 				t.Fatalf("plan:\n got %q\nwant %q", got, tc.want)
@@ -141,5 +140,21 @@ func TestPlanCertificate(t *testing.T) {
 				t.Fatalf("%s: push %v swap %v stage %v reload %q", tc.name, p.PushCert, p.swapCert, p.stageCert, p.Reload)
 			}
 		})
+	}
+}
+
+// A hand-edited "server srv2000000" (or srv4000) in the container's file
+// does not make the controller keep that many slots.
+func TestPreviousLayoutIsBoundedBySpec(t *testing.T) {
+	lb := testLB(t, false)
+	obs := &Observation{File: []byte("backend api\n    server srv4000 10.0.0.9:8080 check # x\n    server srv2000000 10.0.0.8:8080 check # y\n")}
+	prev := previousLayout(lb, obs)
+	if n := len(prev["api"]); n > slotBound(&lb.Spec.Pools[0]) {
+		t.Fatalf("%d slots kept", n)
+	}
+	p := &Plan{}
+	plan(planInput{lb: lb, obs: obs, prev: prev, disc: disc()}, p)
+	if n := len(p.layout["api"]); n != lb.Spec.Pools[0].Slots {
+		t.Fatalf("rendered %d slots, want %d", n, lb.Spec.Pools[0].Slots)
 	}
 }

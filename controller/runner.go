@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/incuslb/incuslb/incus"
+	"github.com/incuslb/incuslb/specs"
 )
 
 // EventSource is where lifecycle events come from. *incus.Client is one.
@@ -16,12 +19,24 @@ type EventSource interface {
 	WatchLifecycle(ctx context.Context, connected func(), handle func(incus.LifecycleEvent)) error
 }
 
+// LBReconcilerInterface is what the Runner needs of the reconciler:
+// *LBReconciler, or a fake in tests.
+type LBReconcilerInterface interface {
+	Reconciler
+	// EventSeen notes that an Incus event at time at may affect name.
+	EventSeen(name string, at time.Time)
+}
+
 // Runner is the long-running loop: it turns triggers (Incus events, spec
 // changes, the periodic resync) into requests on a queue, and runs the
-// reconciler on them with a few workers.
+// reconciler on them with a pool of workers.
+//
+// One goroutine owns the spec store (storeLoop): the spec poll and the git
+// source hand it snapshots, and it applies them in order, so an older read
+// never overwrites a newer commit.
 type Runner struct {
 	Store      *Store
-	Reconciler *LBReconciler
+	Reconciler LBReconcilerInterface
 	Events     EventSource
 	Log        logr.Logger
 	// Resync runs every LoadBalancer this often, whatever happened. Default 5m.
@@ -29,7 +44,9 @@ type Runner struct {
 	// SpecPoll is how often the spec and certificate files are checked for
 	// changes. Default 2s.
 	SpecPoll time.Duration
-	// Workers run reconciles for different LBs in parallel. Default 2.
+	// Workers run reconciles for different LBs in parallel. A pass that
+	// hangs holds one worker until its deadline (Applier.PassTimeout), so
+	// there are more workers than stuck LBs are likely. Default 16.
 	Workers int
 	// Git, when set, is where the specs come from: Store follows the
 	// commit it last exported. It is fetched every GitInterval and on
@@ -37,37 +54,95 @@ type Runner struct {
 	Git         *GitSource
 	GitInterval time.Duration
 
-	syncs chan string // pending git syncs, coalesced
-
+	once      sync.Once
+	syncs     chan string   // pending git syncs, coalesced
+	snapshots chan snapshot // git exports for the store loop
 	queue     *Queue
 	connected atomic.Bool
-	synced    atomic.Bool
+
+	mu         sync.Mutex
+	passed     map[string]bool // LBs that finished a pass since start
+	specSynced time.Time       // the last time the store read its source
 }
 
-// Ready reports whether the runner has loaded its specs, subscribed to
-// Incus events and finished a first pass over every LoadBalancer.
-func (r *Runner) Ready() bool { return r.connected.Load() && r.synced.Load() }
+// snapshot is a new source for the store: a commit's export.
+type snapshot struct {
+	path, revision string
+	skipped        specs.ErrorList // files the export left out
+}
+
+func (r *Runner) init() {
+	r.once.Do(func() {
+		r.syncs = make(chan string, 1)
+		r.snapshots = make(chan snapshot)
+		r.queue = NewQueue()
+		r.passed = map[string]bool{}
+		if r.Resync == 0 {
+			r.Resync = 5 * time.Minute
+		}
+		if r.SpecPoll == 0 {
+			r.SpecPoll = 2 * time.Second
+		}
+		if r.Workers == 0 {
+			r.Workers = 16
+		}
+		if r.GitInterval <= 0 {
+			r.GitInterval = time.Minute
+		}
+	})
+}
+
+// Ready reports whether the runner has subscribed to Incus events, every
+// LoadBalancer of the store has finished a pass (with none, that holds),
+// and each source synced recently: the spec files read within three polls,
+// and with git, a fetch within three intervals.
+func (r *Runner) Ready() bool {
+	r.init()
+	ok, _ := r.readiness(time.Now())
+	return ok
+}
+
+// NotReady says why the runner is not ready ("" when it is).
+func (r *Runner) NotReady() string {
+	r.init()
+	_, why := r.readiness(time.Now())
+	return why
+}
+
+func (r *Runner) readiness(now time.Time) (bool, string) {
+	if !r.connected.Load() {
+		return false, "not subscribed to Incus events"
+	}
+	r.mu.Lock()
+	synced, passed := r.specSynced, r.passed
+	var waiting []string
+	for _, name := range r.Store.Names() {
+		if !passed[name] {
+			waiting = append(waiting, name)
+		}
+	}
+	r.mu.Unlock()
+	switch {
+	case synced.IsZero() || now.Sub(synced) > 3*r.SpecPoll:
+		return false, "the spec files were not read recently"
+	case r.Git != nil && now.Sub(r.Git.LastSuccess()) > 3*r.GitInterval:
+		return false, "no successful git fetch recently"
+	case len(waiting) > 0:
+		return false, fmt.Sprintf("no pass finished yet for %v", waiting)
+	}
+	return true, ""
+}
 
 // Run runs until ctx ends, then lets the passes under way finish (for a few
 // seconds at most) and returns.
 func (r *Runner) Run(ctx context.Context) error {
-	r.queue = NewQueue()
-	if r.Resync == 0 {
-		r.Resync = 5 * time.Minute
-	}
-	if r.SpecPoll == 0 {
-		r.SpecPoll = 2 * time.Second
-	}
-	if r.Workers == 0 {
-		r.Workers = 2
-	}
-	r.syncs = make(chan string, 1)
+	r.init()
 	if r.Git != nil {
-		r.syncGit(ctx, "start")
+		if snap, ok := r.fetch(ctx, "start"); ok {
+			r.Store.SetSource(snap.path, snap.revision, snap.skipped)
+		}
 	}
-	if _, err := r.Store.Reload(); err != nil {
-		r.Log.Error(err, "some spec files are invalid; their LoadBalancers are reported Degraded")
-	}
+	r.reload("start")
 	r.enqueueAll()
 
 	// Reconciles get a context that outlives ctx by a grace period, so that
@@ -84,7 +159,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	wg.Add(2)
 	go func() { defer wg.Done(); r.watchEvents(ctx) }()
-	go func() { defer wg.Done(); r.watchTime(ctx) }()
+	go func() { defer wg.Done(); r.storeLoop(ctx) }()
 	if r.Git != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.watchGit(ctx) }()
@@ -97,12 +172,16 @@ func (r *Runner) Run(ctx context.Context) error {
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(shutdownGrace):
 		cancelWork()
 		<-done
 	}
 	return nil
 }
+
+// shutdownGrace is how long the passes under way get at shutdown before
+// their context is cancelled; well inside the unit's TimeoutStopSec.
+const shutdownGrace = 5 * time.Second
 
 func (r *Runner) enqueueAll() {
 	for _, name := range r.Store.Names() {
@@ -117,7 +196,7 @@ func (r *Runner) work(ctx context.Context) {
 		if !ok {
 			return
 		}
-		res, err := r.Reconciler.Reconcile(ctx, Request{Name: name})
+		res, err := r.reconcile(ctx, name)
 		switch {
 		case err != nil && IsTerminal(err):
 			r.Log.Error(err, "not retrying until the spec changes", "lb", name)
@@ -131,11 +210,23 @@ func (r *Runner) work(ctx context.Context) {
 				r.queue.AddAfter(name, res.RequeueAfter)
 			}
 		}
+		r.mu.Lock()
+		r.passed[name] = true
+		r.mu.Unlock()
 		r.queue.Done(name)
-		if !r.synced.Load() && r.queue.Len() == 0 {
-			r.synced.Store(true)
-		}
 	}
+}
+
+// reconcile runs one pass; a panic in it is that LB's failure, not the
+// controller's.
+func (r *Runner) reconcile(ctx context.Context, name string) (res Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.Log.Error(fmt.Errorf("%v", p), "a pass panicked; reported as a failure of this LoadBalancer", "lb", name, "stack", string(debug.Stack()))
+			res, err = Result{}, fmt.Errorf("internal error (panic): %v", p)
+		}
+	}()
+	return r.Reconciler.Reconcile(ctx, Request{Name: name})
 }
 
 // watchEvents subscribes to Incus lifecycle events, re-subscribing with
@@ -196,34 +287,50 @@ func (r *Runner) onEvent(ev incus.LifecycleEvent) {
 	}
 }
 
-// watchTime polls the spec files and runs the periodic resync.
-func (r *Runner) watchTime(ctx context.Context) {
-	specs := time.NewTicker(r.SpecPoll)
-	defer specs.Stop()
+// storeLoop is the one goroutine that changes the store: it polls the
+// spec files, applies the git source's snapshots in the order they were
+// fetched, and runs the periodic resync.
+func (r *Runner) storeLoop(ctx context.Context) {
+	poll := time.NewTicker(r.SpecPoll)
+	defer poll.Stop()
 	resync := time.NewTicker(r.Resync)
 	defer resync.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-specs.C:
-			changed, err := r.Store.Reload()
-			if err != nil {
-				r.Log.Error(err, "a spec file is invalid")
-			}
-			for _, name := range changed {
-				r.Log.Info("spec changed", "lb", name)
-				r.queue.Add(name)
-			}
+		case <-poll.C:
+			r.reload("poll")
+		case snap := <-r.snapshots:
+			r.Log.Info("applying a new commit", "commit", snap.revision)
+			r.Store.SetSource(snap.path, snap.revision, snap.skipped)
+			r.reload("git")
 		case <-resync.C:
 			r.enqueueAll()
 		}
 	}
 }
 
+// reload reads the store's source and queues the LoadBalancers it changed.
+func (r *Runner) reload(trigger string) {
+	changed, err := r.Store.Reload()
+	if err != nil {
+		r.Log.Error(err, "some specs are invalid; their LoadBalancers are reported Degraded", "trigger", trigger,
+			"commit", r.Store.Revision())
+	}
+	r.mu.Lock()
+	r.specSynced = time.Now()
+	r.mu.Unlock()
+	for _, name := range changed {
+		r.Log.Info("spec changed", "lb", name, "trigger", trigger)
+		r.queue.Add(name)
+	}
+}
+
 // SyncGit asks for a fetch of the git source soon; requests made while one
 // is pending coalesce into it. It never blocks (the webhook calls it).
 func (r *Runner) SyncGit(reason string) {
+	r.init()
 	select {
 	case r.syncs <- reason:
 	default:
@@ -231,45 +338,43 @@ func (r *Runner) SyncGit(reason string) {
 }
 
 // watchGit fetches on every SyncGit and every GitInterval (the fallback for
-// missed webhooks).
+// missed webhooks), and hands each new commit to the store loop.
 func (r *Runner) watchGit(ctx context.Context) {
-	interval := r.GitInterval
-	if interval <= 0 {
-		interval = time.Minute
-	}
-	tick := time.NewTicker(interval)
+	tick := time.NewTicker(r.GitInterval)
 	defer tick.Stop()
 	for {
+		var reason string
 		select {
 		case <-ctx.Done():
 			return
-		case reason := <-r.syncs:
-			r.syncGit(ctx, reason)
+		case reason = <-r.syncs:
 		case <-tick.C:
-			r.syncGit(ctx, "poll")
+			reason = "poll"
+		}
+		snap, ok := r.fetch(ctx, reason)
+		if !ok {
+			continue
+		}
+		select {
+		case r.snapshots <- snap:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
 
-// syncGit fetches, and when the branch moved, points the store at the new
-// commit and queues every LoadBalancer it changed (removed ones included).
-func (r *Runner) syncGit(ctx context.Context, reason string) {
+// fetch syncs the git source and returns its new export when the branch
+// moved.
+func (r *Runner) fetch(ctx context.Context, reason string) (snapshot, bool) {
 	moved, err := r.Git.Sync(ctx)
 	if err != nil {
 		r.Log.Error(err, "git fetch failed; the last fetched commit stays applied", "trigger", reason)
-		return
+		return snapshot{}, false
 	}
 	if !moved {
-		return
+		return snapshot{}, false
 	}
 	sha, path := r.Git.Revision()
 	r.Log.Info("fetched a new commit", "commit", sha, "trigger", reason)
-	r.Store.SetSource(path, sha)
-	changed, err := r.Store.Reload()
-	if err != nil {
-		r.Log.Error(err, "the commit has invalid spec files; their LoadBalancers are reported Degraded", "commit", sha)
-	}
-	for _, name := range changed {
-		r.queue.Add(name)
-	}
+	return snapshot{path: path, revision: sha, skipped: r.Git.SkippedFiles()}, true
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -23,9 +24,18 @@ type Spec struct {
 }
 
 // Store holds the LoadBalancers of a spec path and notices when its files,
-// or the certificate files they name, change.
+// or the certificate files they name, change. It is the one owner of the
+// specs: only the Runner's store loop changes it (SetSource, Reload).
+//
+// What it reads is untrusted (a spec repository anyone with push access
+// writes): spec files are read only when regular and at most
+// specs.MaxSpecFile bytes, certificates only from under CertRoot, and a
+// file that cannot be read marks only the LoadBalancers it held invalid.
 type Store struct {
 	Path string
+	// CertRoot is the directory certificate files must resolve under
+	// (--cert-root). Default: Path's directory.
+	CertRoot string
 	// Now is the clock orphans are timed with; nil means time.Now.
 	Now func() time.Time
 
@@ -37,6 +47,16 @@ type Store struct {
 	files      map[string][]string // file -> names it held last time
 	docs       map[docKey][]string // (file, document) -> names it held last time
 	version    string              // hash of every file read, to skip unchanged reloads
+	skipped    specs.ErrorList     // files the source left out (a git export's symlinks)
+	parsed     map[string]parsedFile
+}
+
+// parsedFile is a spec file as last parsed, kept so that a file whose
+// content did not change is not parsed again.
+type parsedFile struct {
+	sum  [32]byte
+	lbs  []*specs.LoadBalancer // defaulted
+	errs specs.ErrorList
 }
 
 // docKey is one document of one file; doc is FieldError.Doc.
@@ -46,11 +66,13 @@ type docKey struct {
 }
 
 // SetSource points the store at another directory (a new git commit's
-// export); the next Reload reads it.
-func (s *Store) SetSource(path, revision string) {
+// export); the next Reload reads it. skipped are the files the export left
+// out (symbolic links, special or oversized files): the LoadBalancers they
+// held are reported invalid with the reason, not taken as removed.
+func (s *Store) SetSource(path, revision string, skipped specs.ErrorList) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.Path, s.revision = path, revision
+	s.Path, s.revision, s.skipped = path, revision, skipped
 }
 
 // Revision is the git commit the specs were last read at ("" without git).
@@ -128,39 +150,61 @@ func (s *Store) Names() []string {
 // that did not parse.
 func (s *Store) Reload() ([]string, error) {
 	s.mu.Lock()
-	path, revision := s.Path, s.revision
+	path, revision, root, skipped := s.Path, s.revision, s.CertRoot, s.skipped
+	cache := s.parsed
 	s.mu.Unlock()
-	files, err := specs.Files(path)
+	if root == "" {
+		root = specRoot(path)
+	}
+	files, bad, err := specs.ListFiles(path)
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.New()
 	fmt.Fprintf(sum, "%s\x00", revision)
 	var all []*specs.LoadBalancer
-	var parseErrs specs.ErrorList
+	parseErrs := append(slices.Clone(skipped), bad...)
+	for _, e := range parseErrs {
+		fmt.Fprintf(sum, "%s\x00", e.Error())
+	}
+	certs := map[*specs.LoadBalancer]certRead{}
+	nextCache := map[string]parsedFile{}
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := specs.ReadRegularFile(f, specs.MaxSpecFile)
 		if err != nil {
-			return nil, err
+			parseErrs = append(parseErrs, specs.FieldError{Source: f, Reason: err.Error()})
+			fmt.Fprintf(sum, "%s\x00%s\x00", f, err)
+			continue
 		}
-		fmt.Fprintf(sum, "%s\x00%x\x00", f, sha256.Sum256(data))
-		lbs, errs := specs.ParseEach(data, f)
-		parseErrs = append(parseErrs, errs...)
-		for _, lb := range lbs {
-			lb.Revision = revision
-			specs.SetDefaults(lb)
-			if t := lb.Spec.Frontend.TLS; t != nil {
-				if cert, err := os.ReadFile(t.CertificateFile); err == nil {
-					fmt.Fprintf(sum, "%s\x00%x\x00", t.CertificateFile, sha256.Sum256(cert))
-				}
+		h := sha256.Sum256(data)
+		fmt.Fprintf(sum, "%s\x00%x\x00", f, h)
+		pf, ok := cache[f]
+		if !ok || pf.sum != h {
+			pf = parsedFile{sum: h}
+			pf.lbs, pf.errs = specs.ParseEach(data, f)
+			for _, lb := range pf.lbs {
+				specs.SetDefaults(lb)
 			}
 		}
-		all = append(all, lbs...)
+		nextCache[f] = pf
+		parseErrs = append(parseErrs, pf.errs...)
+		for _, cached := range pf.lbs {
+			lb := *cached // the cached object is shared: set this read's revision on a copy
+			lb.Revision = revision
+			if t := lb.Spec.Frontend.TLS; t != nil {
+				c := certRead{}
+				c.pem, c.err = specs.LoadCertificateUnder(root, t.CertificateFile)
+				fmt.Fprintf(sum, "%s\x00%x\x00%v\x00", t.CertificateFile, sha256.Sum256(c.pem), c.err)
+				certs[&lb] = c
+			}
+			all = append(all, &lb)
+		}
 	}
 	version := hex.EncodeToString(sum.Sum(nil))
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.parsed = nextCache
 	if version == s.version {
 		return nil, nil
 	}
@@ -168,6 +212,7 @@ func (s *Store) Reload() ([]string, error) {
 	files2 := map[string][]string{}
 	docs2 := map[docKey][]string{}
 	held := func(f string, doc int, name string) {
+		f = s.key(f)
 		if !slices.Contains(files2[f], name) {
 			files2[f] = append(files2[f], name)
 		}
@@ -199,13 +244,18 @@ func (s *Store) Reload() ([]string, error) {
 		if _, dup := next[name]; dup {
 			continue // the name is invalid (ValidateSet); keep the first spec
 		}
-		errs := append(slices.Clone(problems[name]), specs.ValidateFiles(lb)...)
+		errs := slices.Clone(problems[name])
+		c := certs[lb]
+		if c.err != nil {
+			errs = append(errs, specs.FieldError{Source: lb.Source, Doc: lb.Doc, LB: name,
+				Path: "spec.frontend.tls.certificateFile", Reason: c.err.Error()})
+		}
 		sp := Spec{Name: name, LB: lb}
 		var cert []byte
 		if len(errs) > 0 {
 			sp.Err = errs
-		} else if t := lb.Spec.Frontend.TLS; t != nil {
-			cert, _ = os.ReadFile(t.CertificateFile)
+		} else {
+			cert = c.pem
 		}
 		sp.Hash = SpecHash(lb, cert)
 		if sp.Err != nil {
@@ -272,10 +322,33 @@ func (s *Store) owners(e specs.FieldError, good map[string]bool) []string {
 		}
 		return out
 	}
-	if names := notGood(s.docs[docKey{e.Source, e.Doc}]); len(names) > 0 {
+	if names := notGood(s.docs[docKey{s.key(e.Source), e.Doc}]); len(names) > 0 {
 		return names
 	}
-	return notGood(s.files[e.Source])
+	return notGood(s.files[s.key(e.Source)])
+}
+
+// certRead is a certificate as the store read it.
+type certRead struct {
+	pem []byte
+	err error
+}
+
+// specRoot is the directory of a spec path: itself when it is a directory.
+func specRoot(path string) string {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return path
+	}
+	return filepath.Dir(path)
+}
+
+// key names a spec file relative to the source, so that the same file in
+// the exports of two commits is the same file.
+func (s *Store) key(file string) string {
+	if rel, err := filepath.Rel(s.Path, file); err == nil && filepath.IsLocal(rel) {
+		return rel
+	}
+	return file
 }
 
 func sortedNames(m map[string]Spec) []string {

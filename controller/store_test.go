@@ -5,10 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/incuslb/incuslb/specs"
 )
 
 const storeSpec = `apiVersion: incuslb/v1alpha1
@@ -254,5 +257,100 @@ func TestStoreTimesOrphans(t *testing.T) {
 	}
 	if v, i, o := s.Counts(); v != 1 || i != 1 || o != 0 {
 		t.Fatalf("counts %d %d %d", v, i, o)
+	}
+}
+
+// A hostile spec directory: a certificate outside the root, a spec that is
+// a symlink to /dev/zero, a FIFO, a 2 MiB file. Each marks only its own
+// LoadBalancer invalid (or is reported), reading never hangs, and the
+// good LoadBalancer stays valid.
+func TestStoreReadsOnlyWhatItMust(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("good.yaml", strings.ReplaceAll(storeSpec, "NAME", "good"))
+	outside := strings.ReplaceAll(storeSpec, "NAME", "thief") + "  frontend: {tls: {certificateFile: /etc/ssl/private/ssl-cert-snakeoil.key}}\n"
+	write("thief.yaml", strings.Replace(outside, "instance: {name: lb}", "instance: {name: lb2}", 1))
+	write("up.yaml", strings.Replace(strings.ReplaceAll(storeSpec, "NAME", "up"), "instance: {name: lb}", "instance: {name: lb3}", 1)+
+		"  frontend: {tls: {certificateFile: ../x.pem}}\n")
+	if err := os.Symlink("/dev/zero", filepath.Join(dir, "zero.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.yaml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write("big.yaml", strings.Repeat("#", 2<<20))
+	s := &Store{Path: dir}
+	done := make(chan error, 1)
+	go func() { _, err := s.Reload(); done <- err }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Reload hangs on a hostile spec directory")
+	}
+	for _, want := range []string{"zero.yaml", "fifo.yaml", "big.yaml"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not report %s: %v", want, err)
+		}
+	}
+	if sp, _ := s.Get("good"); sp.Err != nil {
+		t.Fatalf("good is invalid: %v", sp.Err)
+	}
+	for _, name := range []string{"thief", "up"} {
+		sp, ok := s.Get(name)
+		if !ok || sp.Err == nil || !strings.Contains(sp.Err.Error(), "outside the certificate root") {
+			t.Fatalf("%s: %+v", name, sp)
+		}
+	}
+}
+
+// A spec file a git export left out (a symlink, say) marks the
+// LoadBalancers it held invalid, not removed, even though each commit's
+// export is a new directory.
+func TestStoreSkippedFileOfANewCommitIsInvalidNotOrphaned(t *testing.T) {
+	first, second := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(first, "a.yaml"), []byte(strings.ReplaceAll(storeSpec, "NAME", "a")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &Store{}
+	s.SetSource(first, "c1", nil)
+	if _, err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	s.SetSource(second, "c2", specs.ErrorList{{Source: filepath.Join(second, "a.yaml"), Reason: "a symbolic link, not exported"}})
+	changed, err := s.Reload()
+	if err == nil || len(changed) != 1 {
+		t.Fatalf("changed %v err %v", changed, err)
+	}
+	sp, ok := s.Get("a")
+	if !ok || sp.Err == nil || !strings.Contains(sp.Err.Error(), "symbolic link") {
+		t.Fatalf("a: %+v", sp)
+	}
+	if _, orphan := s.Orphan("a"); orphan {
+		t.Fatal("a left-out file made its LoadBalancer an orphan")
+	}
+}
+
+// An unchanged file is not parsed again.
+func TestStoreDoesNotReparseUnchangedFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(strings.ReplaceAll(storeSpec, "NAME", "a")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &Store{Path: dir}
+	if _, err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	before := s.parsed[filepath.Join(dir, "a.yaml")].lbs[0]
+	if _, err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if s.parsed[filepath.Join(dir, "a.yaml")].lbs[0] != before {
+		t.Fatal("an unchanged file was parsed again")
 	}
 }

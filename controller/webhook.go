@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -19,7 +20,8 @@ const maxWebhookBody = 1 << 20
 
 // Webhook receives push events from Forgejo, Gitea or GitHub. A valid push
 // to the watched branch calls Trigger and is answered 202 at once; the
-// fetch and apply run elsewhere.
+// fetch and apply run elsewhere. A repeated delivery id is ignored; a
+// delivery id over 128 bytes is refused (400).
 type Webhook struct {
 	// Secret signs the deliveries (HMAC-SHA256 over the raw body). Nil
 	// accepts unsigned deliveries (--webhook-insecure).
@@ -29,12 +31,18 @@ type Webhook struct {
 	Log     logr.Logger
 
 	mu   sync.Mutex
-	seen map[string]bool // delivery ids already accepted
-	ids  []string        // in arrival order, to forget the oldest
+	seen map[string]struct{} // delivery ids accepted lately
+	ids  []string            // the same, a ring of maxDeliveries: ids[next] is forgotten next
+	next int
 }
 
-// maxDeliveries is how many delivery ids are remembered.
-const maxDeliveries = 1024
+// What is remembered of the deliveries is bounded: the last maxDeliveries
+// ids, each at most maxDeliveryID bytes (about 128 KiB in all). Forges send
+// a UUID; a longer id is refused (400), never stored.
+const (
+	maxDeliveries = 1024
+	maxDeliveryID = 128
+)
 
 type webhookAnswer struct {
 	Status string `json:"status"` // accepted, ignored, rejected
@@ -70,6 +78,11 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	id := firstHeader(r.Header, "X-Forgejo-Delivery", "X-Gitea-Delivery", "X-GitHub-Delivery")
+	if len(id) > maxDeliveryID {
+		answer(w, http.StatusBadRequest, "rejected", fmt.Sprintf("delivery id over %d bytes", maxDeliveryID))
+		return
+	}
 	event := firstHeader(r.Header, "X-Forgejo-Event", "X-Gitea-Event", "X-GitHub-Event", "X-Gogs-Event")
 	if event != "push" {
 		answer(w, http.StatusAccepted, "ignored", "event "+quoteOr(event, "without a type")+" is not a push")
@@ -87,11 +100,15 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusAccepted, "ignored", "push to "+quoteOr(push.Ref, "no ref")+", watching "+want)
 		return
 	}
-	if id := firstHeader(r.Header, "X-Forgejo-Delivery", "X-Gitea-Delivery", "X-GitHub-Delivery"); id != "" && !h.remember(id) {
+	if id != "" && !h.remember(id) {
 		answer(w, http.StatusAccepted, "ignored", "delivery "+id+" was already accepted")
 		return
 	}
-	h.Trigger("webhook push " + push.After)
+	reason := "webhook push"
+	if isObjectName(push.After) { // anything else is not logged
+		reason += " " + push.After
+	}
+	h.Trigger(reason)
 	answer(w, http.StatusAccepted, "accepted", "fetching "+h.Branch)
 }
 
@@ -122,22 +139,24 @@ func (h *Webhook) verify(hdr http.Header, body []byte) string {
 	return ""
 }
 
-// remember records a delivery id and reports whether it is new.
+// remember records a delivery id and reports whether it is new. The
+// oldest of maxDeliveries ids is forgotten.
 func (h *Webhook) remember(id string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.seen == nil {
-		h.seen = map[string]bool{}
+		h.seen = make(map[string]struct{}, maxDeliveries)
+		h.ids = make([]string, maxDeliveries)
 	}
-	if h.seen[id] {
+	if _, ok := h.seen[id]; ok {
 		return false
 	}
-	h.seen[id] = true
-	h.ids = append(h.ids, id)
-	if len(h.ids) > maxDeliveries {
-		delete(h.seen, h.ids[0])
-		h.ids = h.ids[1:]
+	if old := h.ids[h.next]; old != "" {
+		delete(h.seen, old)
 	}
+	h.seen[id] = struct{}{}
+	h.ids[h.next] = id
+	h.next = (h.next + 1) % maxDeliveries
 	return true
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -56,5 +57,69 @@ func TestWebhook(t *testing.T) {
 		if (len(triggered) > before) != tc.trigger {
 			t.Errorf("%s: triggered=%v, want %v", tc.name, len(triggered) > before, tc.trigger)
 		}
+	}
+}
+
+func signedPush(t *testing.T, h *Webhook, body, id string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/hooks/git", strings.NewReader(body))
+	req.Header.Set("X-Forgejo-Event", "push")
+	req.Header.Set("X-Forgejo-Signature", sign(string(h.Secret), body))
+	req.Header.Set("X-Forgejo-Delivery", id)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestWebhookRemembersBoundedDeliveries(t *testing.T) {
+	triggers := 0
+	h := &Webhook{Secret: []byte("s3cret"), Branch: "main", Log: logr.Discard(), Trigger: func(string) { triggers++ }}
+	push := `{"ref":"refs/heads/main"}`
+	long := strings.Repeat("x", maxDeliveryID+1)
+	for range 3 {
+		if rec := signedPush(t, h, push, long); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "delivery id over 128 bytes") {
+			t.Fatalf("an id of %d bytes: %d %s, want 400", len(long), rec.Code, rec.Body.String())
+		}
+	}
+	if triggers != 0 || len(h.seen) != 0 {
+		t.Fatalf("an over-long id triggered %d fetches and was remembered (%d ids)", triggers, len(h.seen))
+	}
+	if rec := signedPush(t, h, push, strings.Repeat("y", maxDeliveryID)); rec.Code != http.StatusAccepted {
+		t.Fatalf("an id of %d bytes: %d, want 202", maxDeliveryID, rec.Code)
+	}
+	for i := range 3 * maxDeliveries {
+		if rec := signedPush(t, h, push, fmt.Sprintf("%0128d", i)); rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), "accepted") {
+			t.Fatalf("delivery %d: %d %s", i, rec.Code, rec.Body.String())
+		}
+	}
+	if len(h.seen) != maxDeliveries || len(h.ids) != maxDeliveries || cap(h.ids) != maxDeliveries {
+		t.Fatalf("remembers %d ids in a ring of %d (cap %d), want %d", len(h.seen), len(h.ids), cap(h.ids), maxDeliveries)
+	}
+	bytes := 0
+	for id := range h.seen {
+		bytes += len(id)
+	}
+	if bytes > maxDeliveries*maxDeliveryID {
+		t.Fatalf("remembers %d bytes of ids", bytes)
+	}
+	// The latest are still refused as repeats; the oldest are forgotten.
+	if rec := signedPush(t, h, push, fmt.Sprintf("%0128d", 3*maxDeliveries-1)); !strings.Contains(rec.Body.String(), "already accepted") {
+		t.Fatalf("a repeat of the last delivery: %s", rec.Body.String())
+	}
+	if rec := signedPush(t, h, push, fmt.Sprintf("%0128d", 0)); !strings.Contains(rec.Body.String(), `"accepted"`) {
+		t.Fatalf("a repeat of a forgotten delivery: %s", rec.Body.String())
+	}
+}
+
+func TestWebhookTriggerReasonIsBounded(t *testing.T) {
+	var reasons []string
+	h := &Webhook{Secret: []byte("s3cret"), Branch: "main", Log: logr.Discard(), Trigger: func(r string) { reasons = append(reasons, r) }}
+	sha := strings.Repeat("ab", 20)
+	signedPush(t, h, `{"ref":"refs/heads/main","after":"`+sha+`"}`, "1")
+	signedPush(t, h, `{"ref":"refs/heads/main","after":"`+strings.Repeat("z", 100000)+`"}`, "2")
+	signedPush(t, h, `{"ref":"refs/heads/main","after":"abc\n{\"level\":\"forged\"}"}`, "3")
+	want := []string{"webhook push " + sha, "webhook push", "webhook push"}
+	if fmt.Sprint(reasons) != fmt.Sprint(want) {
+		t.Fatalf("trigger reasons %.200q, want %q", reasons, want)
 	}
 }

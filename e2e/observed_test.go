@@ -54,8 +54,10 @@ func obsSpec(name, instance string, statsPort int, extra, poolProject string) st
 	return path
 }
 
-func obsRuntime() *haproxy.Runtime {
-	base := "/run/incuslb/" + project + "_" + obsLB
+func obsRuntime() *haproxy.Runtime { return obsRuntimeIn("/run/incuslb") }
+
+func obsRuntimeIn(dir string) *haproxy.Runtime {
+	base := dir + "/" + project + "_" + obsLB
 	return &haproxy.Runtime{Admin: haproxy.UnixDialer(base + ".admin.sock"), Master: haproxy.UnixDialer(base + ".master.sock")}
 }
 
@@ -242,6 +244,52 @@ var _ = Describe("observed state on real Incus", Ordered, func() {
 		Expect(d.Reason).To(Equal("DiscoveryFailed"))
 		code, _, stderr = cli("apply", "-f", spec)
 		Expect(code).To(Equal(0), stderr)
+	})
+
+	It("6. after incusd restarts with the socket directory wiped, apply starts the LB again", func() {
+		dir := "/run/incuslb-e2e-apply-" + project
+		defer os.RemoveAll(dir)
+		// Move the LB's proxy devices to a socket directory of this test's own.
+		code, _, stderr := cli("apply", "--socket-dir", dir, "-f", spec)
+		Expect(code).To(Equal(0), stderr)
+		Expect(filepath.Join(dir, project+"_"+obsLB+".admin.sock")).To(BeAnExistingFile())
+		incusOK("stop", "--force", obsLB)
+		Expect(os.RemoveAll(dir)).To(Succeed())
+		restartIncusd()
+		_, err := incus("start", obsLB)
+		Expect(err).To(HaveOccurred(), "Incus cannot start an instance whose proxy device cannot bind")
+		code, _, stderr = cli("apply", "--socket-dir", dir, "-f", spec)
+		Expect(code).To(Equal(0), stderr)
+		Eventually(obsGet, checkWindow, 200*time.Millisecond).Should(Equal(200))
+		Expect(filepath.Join(dir, project+"_"+obsLB+".admin.sock")).To(BeAnExistingFile())
+	})
+
+	It("7. under run, an LB whose sockets were wiped, then stopped across an incusd restart, serves again", func() {
+		dir := "/run/incuslb-e2e-run-" + project
+		defer os.RemoveAll(dir)
+		specDir := filepath.Join(workDir, "obs-run-wipe")
+		Expect(os.MkdirAll(specDir, 0o755)).To(Succeed())
+		data, err := os.ReadFile(spec)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(os.WriteFile(filepath.Join(specDir, "obs.yaml"), data, 0o644)).To(Succeed())
+		ctl := startControllerArgs("run", "--spec", specDir, "--resync", "5s", "--socket-dir", dir)
+		defer ctl.stop()
+		DeferCleanup(func() {
+			if CurrentSpecReport().Failed() {
+				GinkgoWriter.Println("===== incuslb run log =====\n", ctl.log.String())
+			}
+		})
+		sock := filepath.Join(dir, project+"_"+obsLB+".admin.sock")
+		Eventually(ctl.ready, applySettles, 250*time.Millisecond).Should(BeTrue())
+		Eventually(func() error { _, err := obsRuntimeIn(dir).ShowProc(context.Background()); return err }, applySettles, 250*time.Millisecond).Should(Succeed())
+
+		Expect(os.RemoveAll(dir)).To(Succeed()) // /run wiped under a running LB
+		restartIncusd()
+		incusOK("stop", "--force", obsLB)
+		Eventually(obsGet, applySettles, 250*time.Millisecond).Should(Equal(200))
+		Eventually(func() error { _, err := obsRuntimeIn(dir).ShowProc(context.Background()); return err }, applySettles, 250*time.Millisecond).Should(Succeed())
+		Expect(sock).To(BeAnExistingFile())
+		Expect(ctl.stop()).To(Equal(0))
 	})
 })
 

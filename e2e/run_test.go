@@ -208,7 +208,7 @@ type controllerProcess struct {
 
 func startController(specDir string) *controllerProcess {
 	GinkgoHelper()
-	return startControllerArgs("run", "--spec", specDir, "--resync", "5s")
+	return startControllerArgs("run", "--spec", specDir, "--resync", "5s", "--cert-root", workDir)
 }
 
 // startControllerArgs runs incuslb with args and a free --listen port.

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -187,7 +189,7 @@ func indexOf(fields []string, s string) int {
 // String is a compact, deterministic description, for logs and tests.
 func (l Layout) String() string {
 	var b strings.Builder
-	for _, pool := range sortedKeys(l) {
+	for _, pool := range slices.Sorted(maps.Keys(l)) {
 		fmt.Fprintf(&b, "%s:", pool)
 		for i, s := range l[pool] {
 			if !s.Parked() {
@@ -197,15 +199,6 @@ func (l Layout) String() string {
 		fmt.Fprintf(&b, " [%d slots]\n", len(l[pool]))
 	}
 	return b.String()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // CheckMember rejects a member whose fields could not be written safely

@@ -9,18 +9,19 @@ import (
 )
 
 // Parsers of runtime API answers. They are pure functions: they read at
-// most maxAnswer bytes of an answer (the rest is ignored) and never panic,
+// most MaxAnswer bytes of an answer (the rest is ignored) and never panic,
 // whatever they are given. The answers they read are captured from real
 // HAProxy 2.6 and 3.0 under testdata/runtime/.
 
-// maxAnswer is how much of an answer a parser reads.
-const maxAnswer = 4 << 20
+// MaxAnswer is how much of an answer is read from HAProxy, and how much of
+// one a parser reads.
+const MaxAnswer = 4 << 20
 
-// capped returns at most maxAnswer bytes of out, cut after a whole line:
+// capped returns at most MaxAnswer bytes of out, cut after a whole line:
 // the line that straddles the cap is dropped rather than read truncated.
 func capped(out string) string {
-	if len(out) > maxAnswer {
-		out = out[:maxAnswer]
+	if len(out) > MaxAnswer {
+		out = out[:MaxAnswer]
 		if i := strings.LastIndexByte(out, '\n'); i >= 0 {
 			out = out[:i+1]
 		}

@@ -149,7 +149,13 @@ func renderBackend(w *writer, lb *specs.LoadBalancer, p *specs.Pool, slots []Slo
 		if t.Verify == specs.VerifyNone {
 			def += " ssl verify none"
 		} else {
-			def += " ssl verify required ca-file @system-ca"
+			// verifyhost: the chain alone would let any certificate from
+			// a trusted CA stand in for the server.
+			host := t.VerifyHost
+			if host == "" {
+				host = t.SNI
+			}
+			def += " ssl verify required ca-file @system-ca verifyhost " + host
 		}
 		if t.SNI != "" {
 			def += fmt.Sprintf(" sni str(%s) check-sni %s", t.SNI, t.SNI)

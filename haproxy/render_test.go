@@ -153,3 +153,24 @@ func lineDiff(want, got []byte) string {
 	}
 	return b.String()
 }
+
+// TestExpectStatusPatternsPassHAProxy: patterns of the expectStatus grammar
+// that validate also load in HAProxy's PCRE (as `$*` once did not).
+func TestExpectStatusPatternsPassHAProxy(t *testing.T) {
+	patterns := []string{
+		"^[23]", "^(200|204)$", "^2[0-9]{2}$", "2", ".", "^2..$", "^[2-3]0?.$", "(2|3)?", "^(20[04]|30[12]){1}$",
+		"2{0,1}", "^[0-9]{3}$", "[1-25-9]", "^(2.?|3[0-9]{1,2})$", "^(20[0-4]|30[12]|2.?){1,2}$",
+	}
+	lb := &specs.LoadBalancer{APIVersion: specs.APIVersion, Kind: specs.Kind, Metadata: specs.ObjectMeta{Name: "patterns"},
+		Spec: specs.LoadBalancerSpec{Routes: []specs.Route{{Pool: "p0"}}}}
+	for i, re := range patterns {
+		lb.Spec.Pools = append(lb.Spec.Pools, specs.Pool{Name: fmt.Sprintf("p%d", i),
+			Servers:     []specs.Server{{Name: "s", Address: "10.0.0.1:80"}},
+			HealthCheck: specs.HealthCheck{ExpectStatus: re}})
+	}
+	specs.SetDefaults(lb)
+	if errs := specs.Validate(lb); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	haproxyCheck(t, haproxy.Render(lb, nil, haproxy.Options{}), lb.Metadata.Name)
+}

@@ -38,9 +38,12 @@ func (u UnixSocket) Exchange(ctx context.Context, payload string) (string, error
 	if _, err := io.WriteString(conn, payload); err != nil {
 		return "", fmt.Errorf("runtime API: %w", err)
 	}
-	out, err := io.ReadAll(conn)
+	out, err := io.ReadAll(io.LimitReader(conn, MaxAnswer+1))
 	if err != nil {
 		return string(out), fmt.Errorf("runtime API: %w", err)
+	}
+	if len(out) > MaxAnswer {
+		return "", fmt.Errorf("runtime API: the answer to %q is larger than %d bytes", firstLine(payload), MaxAnswer)
 	}
 	return string(out), nil
 }

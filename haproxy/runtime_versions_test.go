@@ -233,14 +233,14 @@ func TestVersionsCertInfo(t *testing.T) {
 	}
 }
 
-// Garbage: no parser panics, and none reads past maxAnswer.
+// Garbage: no parser panics, and none reads past MaxAnswer.
 
-// huge is a valid start followed by more than maxAnswer bytes: what lies
+// huge is a valid start followed by more than MaxAnswer bytes: what lies
 // past the cap must be ignored.
 func huge(head, line string, tail string) string {
 	var b strings.Builder
 	b.WriteString(head)
-	for b.Len() < maxAnswer+1<<20 {
+	for b.Len() < MaxAnswer+1<<20 {
 		b.WriteString(line)
 	}
 	b.WriteString(tail)
@@ -327,7 +327,7 @@ func TestParseStatGarbage(t *testing.T) {
 			}
 		})
 	}
-	// Past the cap: rows beyond maxAnswer are not read.
+	// Past the cap: rows beyond MaxAnswer are not read.
 	in := huge("# pxname,svname,scur,status\n", "b,s,1,UP"+strings.Repeat(",", 1000)+"\n", "c,t,2,UP\n")
 	rows, err := ParseStat(in)
 	if err != nil {
@@ -363,7 +363,7 @@ func TestParseReloadAnswerGarbage(t *testing.T) {
 		})
 	}
 	ok, known, logs := ParseReloadAnswer(huge("Success=1\n--\n", "[NOTICE] "+strings.Repeat("x", 1000)+"\n", "MARK\n"))
-	if !ok || !known || strings.Contains(logs, "MARK") || len(logs) > maxAnswer {
+	if !ok || !known || strings.Contains(logs, "MARK") || len(logs) > MaxAnswer {
 		t.Errorf("past the cap: ok %v known %v, logs of %d bytes", ok, known, len(logs))
 	}
 }

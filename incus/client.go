@@ -59,11 +59,11 @@ func (c *Client) Local() bool { return c.remote == "" }
 
 // LocalMember reports whether an instance at location (its cluster member,
 // "" or "none" when not clustered) runs on the member this client talks to.
-func (c *Client) LocalMember(location string) bool {
+func (c *Client) LocalMember(ctx context.Context, location string) bool {
 	if location == "" || location == "none" {
 		return true
 	}
-	srv, _, err := c.srv.GetServer()
+	srv, _, err := c.in(ctx, "").GetServer()
 	if err != nil {
 		return true // cannot tell: try the local socket, exec is the fallback on failure
 	}
@@ -82,12 +82,18 @@ func unreachable(remote string, err error) error {
 	return fmt.Errorf("cannot reach Incus at %s%s: %w", where, hint, err)
 }
 
-// in returns a client scoped to project.
-func (c *Client) in(project string) incusclient.InstanceServer {
-	if project == "" {
-		return c.srv
+// in returns a client scoped to project whose requests end with ctx: a
+// fresh copy every time (UseProject copies the connection; WithContext
+// then sets the context of that copy only), so concurrent passes with
+// their own deadlines never share one.
+func (c *Client) in(ctx context.Context, project string) incusclient.InstanceServer {
+	srv := c.srv.UseProject(project)
+	if wc, ok := srv.(interface {
+		WithContext(context.Context) incusclient.InstanceServer
+	}); ok {
+		return wc.WithContext(ctx)
 	}
-	return c.srv.UseProject(project)
+	return srv
 }
 
 // notFound maps a 404 from Incus to ErrNotFound, keeping the message.

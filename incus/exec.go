@@ -27,7 +27,7 @@ func (r ExecResult) Output() string {
 // error means the command could not be run at all; a non-zero exit is not
 // an error.
 func (c *Client) Exec(ctx context.Context, project, name string, argv []string, stdin []byte) (ExecResult, error) {
-	var stdout, stderr bytes.Buffer
+	stdout, stderr := &cappedBuffer{max: MaxExecOutput}, &cappedBuffer{max: MaxExecOutput}
 	dataDone := make(chan bool)
 	args := &api.InstanceExecPost{Command: argv, WaitForWS: true, Environment: map[string]string{
 		"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -37,8 +37,8 @@ func (c *Client) Exec(ctx context.Context, project, name string, argv []string, 
 	if stdin != nil {
 		in = io.NopCloser(bytes.NewReader(stdin))
 	}
-	op, err := c.in(project).ExecInstance(name, *args, &incusclient.InstanceExecArgs{
-		Stdin: in, Stdout: &stdout, Stderr: &stderr, DataDone: dataDone,
+	op, err := c.in(ctx, project).ExecInstance(name, *args, &incusclient.InstanceExecArgs{
+		Stdin: in, Stdout: stdout, Stderr: stderr, DataDone: dataDone,
 	})
 	if err != nil {
 		return ExecResult{}, fmt.Errorf("exec %q in %s: %w", strings.Join(argv, " "), name, notFound(err))
@@ -56,5 +56,30 @@ func (c *Client) Exec(ctx context.Context, project, name string, argv []string, 
 	case <-ctx.Done():
 		return ExecResult{}, ctx.Err()
 	}
+	if stdout.over || stderr.over {
+		return ExecResult{}, fmt.Errorf("exec %q in %s: output larger than %d bytes", strings.Join(argv, " "), name, MaxExecOutput)
+	}
 	return ExecResult{Code: code, Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}, nil
+}
+
+// MaxExecOutput caps what is kept of a command's stdout and of its stderr.
+const MaxExecOutput = 8 << 20
+
+// cappedBuffer keeps the first max bytes written to it and notes that more
+// came; writes never fail, so the command is not disturbed.
+type cappedBuffer struct {
+	bytes.Buffer
+	max  int
+	over bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.Len(); len(p) > room {
+		b.over = true
+		if room > 0 {
+			b.Buffer.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return b.Buffer.Write(p)
 }

@@ -21,15 +21,27 @@ type FileMode struct {
 	Mode     int
 }
 
+// MaxFileRead caps what is read of a file in an instance: what a container
+// holds is not trusted to be small.
+const MaxFileRead = 4 << 20
+
 // ReadFile returns the content of a file in an instance, or an error
-// wrapping ErrNotFound.
+// wrapping ErrNotFound. A file larger than MaxFileRead is an error, and no
+// more than that is read.
 func (c *Client) ReadFile(ctx context.Context, project, name, file string) ([]byte, error) {
-	rc, _, err := c.in(project).GetInstanceFile(name, file)
+	rc, _, err := c.in(ctx, project).GetInstanceFile(name, file)
 	if err != nil {
 		return nil, notFound(err)
 	}
 	defer rc.Close()
-	return io.ReadAll(rc)
+	data, err := io.ReadAll(io.LimitReader(rc, MaxFileRead+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s in %s: %w", file, name, err)
+	}
+	if len(data) > MaxFileRead {
+		return nil, fmt.Errorf("%s in %s is larger than %d bytes: not read", file, name, MaxFileRead)
+	}
+	return data, nil
 }
 
 // WriteFile writes data to file in an instance atomically: it is written
@@ -51,7 +63,7 @@ func (c *Client) WriteTemp(ctx context.Context, project, name, file string, data
 	tmp := path.Join(path.Dir(file), "."+path.Base(file)+".incuslb-"+hex.EncodeToString(suffix[:]))
 	// A new name, so the owner and mode apply: Incus keeps those of an
 	// existing file it overwrites.
-	err := c.in(project).CreateInstanceFile(name, tmp, incusclient.InstanceFileArgs{
+	err := c.in(ctx, project).CreateInstanceFile(name, tmp, incusclient.InstanceFileArgs{
 		Content:   bytes.NewReader(data),
 		UID:       mode.UID,
 		GID:       mode.GID,
@@ -67,7 +79,7 @@ func (c *Client) WriteTemp(ctx context.Context, project, name, file string, data
 
 // Mkdir creates a directory (one level) unless it exists.
 func (c *Client) Mkdir(ctx context.Context, project, name, dir string, mode FileMode) error {
-	err := c.in(project).CreateInstanceFile(name, dir, incusclient.InstanceFileArgs{
+	err := c.in(ctx, project).CreateInstanceFile(name, dir, incusclient.InstanceFileArgs{
 		Type: "directory", UID: mode.UID, GID: mode.GID, Mode: mode.Mode,
 	})
 	if err != nil {
@@ -78,7 +90,7 @@ func (c *Client) Mkdir(ctx context.Context, project, name, dir string, mode File
 
 // Rename renames a file in an instance atomically, replacing the target.
 func (c *Client) Rename(ctx context.Context, project, name, from, to string) error {
-	sc, err := c.in(project).GetInstanceFileSFTP(name)
+	sc, err := c.in(ctx, project).GetInstanceFileSFTP(name)
 	if err != nil {
 		return fmt.Errorf("opening files of %s: %w", name, notFound(err))
 	}
@@ -91,7 +103,7 @@ func (c *Client) Rename(ctx context.Context, project, name, from, to string) err
 
 // Remove deletes a file in an instance; a missing file is not an error.
 func (c *Client) Remove(ctx context.Context, project, name, file string) error {
-	err := notFound(c.in(project).DeleteInstanceFile(name, file))
+	err := notFound(c.in(ctx, project).DeleteInstanceFile(name, file))
 	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing %s in %s: %w", file, name, err)
 	}

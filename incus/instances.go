@@ -44,7 +44,7 @@ func (c *Client) ListInstances(ctx context.Context, project string, state bool) 
 	// Incus lists a missing project as empty; say it is missing instead.
 	// Checked once per project: projects are rarely deleted under an LB.
 	if _, known := c.projects.Load(project); !known {
-		if _, _, err := c.srv.GetProject(project); err != nil {
+		if _, _, err := c.in(ctx, "").GetProject(project); err != nil {
 			if api.StatusErrorCheck(err, http.StatusNotFound) {
 				return nil, fmt.Errorf("project %q does not exist", project)
 			}
@@ -55,10 +55,10 @@ func (c *Client) ListInstances(ctx context.Context, project string, state bool) 
 	var full []api.InstanceFull
 	var err error
 	if state {
-		full, err = c.in(project).GetInstancesFull(api.InstanceTypeAny)
+		full, err = c.in(ctx, project).GetInstancesFull(api.InstanceTypeAny)
 	} else {
 		var plain []api.Instance
-		plain, err = c.in(project).GetInstances(api.InstanceTypeAny)
+		plain, err = c.in(ctx, project).GetInstances(api.InstanceTypeAny)
 		for i := range plain {
 			full = append(full, api.InstanceFull{Instance: plain[i]})
 		}
@@ -77,7 +77,7 @@ func (c *Client) ListInstances(ctx context.Context, project string, state bool) 
 // ListAllProjects returns every instance, of every project, whose expanded
 // config has key set (to any value). One call.
 func (c *Client) ListAllProjects(ctx context.Context, key string) ([]Instance, error) {
-	full, err := c.srv.GetInstancesFullAllProjectsWithFilter(api.InstanceTypeAny, []string{"expanded_config." + key + "=.+"})
+	full, err := c.in(ctx, "").GetInstancesFullAllProjectsWithFilter(api.InstanceTypeAny, []string{"expanded_config." + key + "=.+"})
 	if err != nil {
 		return nil, fmt.Errorf("listing instances: %w", err)
 	}
@@ -102,14 +102,14 @@ func (c *Client) ListAllProjects(ctx context.Context, key string) ([]Instance, e
 // ~5 ms); without, only name, status, location and config.
 func (c *Client) GetInstance(ctx context.Context, project, name string, state bool) (*Instance, error) {
 	if !state {
-		plain, _, err := c.in(project).GetInstance(name)
+		plain, _, err := c.in(ctx, project).GetInstance(name)
 		if err != nil {
 			return nil, notFound(err)
 		}
 		inst := fromFull(&api.InstanceFull{Instance: *plain}, project)
 		return &inst, nil
 	}
-	full, _, err := c.in(project).GetInstanceFull(name)
+	full, _, err := c.in(ctx, project).GetInstanceFull(name)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -151,7 +151,7 @@ func (c *Client) CreateInstance(ctx context.Context, project, name, image string
 		InstancePut: api.InstancePut{Profiles: profiles, Config: config},
 		Start:       true,
 	}
-	srv := c.in(project)
+	srv := c.in(ctx, project)
 	remote, alias, isRemote := strings.Cut(image, ":")
 	if !isRemote {
 		req.Source = api.InstanceSource{Type: "image", Alias: image}
@@ -196,7 +196,7 @@ func waitRemote(ctx context.Context, rop incusclient.RemoteOperation) error {
 
 // SetState starts, stops (force) or restarts an instance.
 func (c *Client) SetState(ctx context.Context, project, name, action string, force bool) error {
-	op, err := c.in(project).UpdateInstanceState(name, api.InstanceStatePut{Action: action, Force: force, Timeout: -1}, "")
+	op, err := c.in(ctx, project).UpdateInstanceState(name, api.InstanceStatePut{Action: action, Force: force, Timeout: -1}, "")
 	if err := wait(ctx, op, notFound(err)); err != nil {
 		return fmt.Errorf("%s instance %s: %w", action, name, err)
 	}
@@ -210,7 +210,7 @@ func (c *Client) DeleteInstance(ctx context.Context, project, name string) error
 		!strings.Contains(err.Error(), "already stopped") && !strings.Contains(err.Error(), "not running") {
 		return err
 	}
-	op, err := c.in(project).DeleteInstance(name)
+	op, err := c.in(ctx, project).DeleteInstance(name)
 	if err := wait(ctx, op, notFound(err)); err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("deleting instance %s: %w", name, err)
 	}
@@ -249,10 +249,22 @@ func (c *Client) EnsureDevice(ctx context.Context, project, name, device string,
 	})
 }
 
+// RemoveDevice removes a device of an instance; a missing one is not an
+// error.
+func (c *Client) RemoveDevice(ctx context.Context, project, name, device string) error {
+	return c.update(ctx, project, name, func(put *api.InstancePut) bool {
+		if _, ok := put.Devices[device]; !ok {
+			return false
+		}
+		delete(put.Devices, device)
+		return true
+	})
+}
+
 // update runs a read-modify-write of an instance's writable fields; mutate
 // reports whether it changed anything.
 func (c *Client) update(ctx context.Context, project, name string, mutate func(*api.InstancePut) bool) error {
-	srv := c.in(project)
+	srv := c.in(ctx, project)
 	for attempt := 0; attempt < 5; attempt++ {
 		inst, etag, err := srv.GetInstance(name)
 		if err != nil {

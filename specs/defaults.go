@@ -34,7 +34,8 @@ var (
 )
 
 // SetDefaults fills every unset field with its default, in place. It is
-// idempotent. Pools inherit spec.defaults field by field. A relative
+// idempotent. A duration given as "0s" is set (zero), not unset: an explicit
+// slowStart or drainTimeout of 0s means none. Pools inherit spec.defaults field by field. A relative
 // certificate path is made relative to the directory of lb.Source.
 func SetDefaults(lb *LoadBalancer) {
 	s := &lb.Spec
@@ -57,19 +58,19 @@ func SetDefaults(lb *LoadBalancer) {
 		Interval: Dur(DefaultInterval), Fall: DefaultFall, Rise: DefaultRise,
 		Path: DefaultCheckPath, Host: DefaultCheckHost, ExpectStatus: DefaultExpectStatus,
 	})
-	orDur(&d.SlowStart, DefaultSlowStart)
-	orDur(&d.DrainTimeout, DefaultDrainTimeout)
-	orDur(&d.Timeouts.Connect, DefaultConnect)
-	orDur(&d.Timeouts.Client, DefaultClient)
-	orDur(&d.Timeouts.Server, DefaultServer)
-	orDur(&d.Timeouts.Tunnel, DefaultTunnel)
+	orDur(&d.SlowStart, Dur(DefaultSlowStart))
+	orDur(&d.DrainTimeout, Dur(DefaultDrainTimeout))
+	orDur(&d.Timeouts.Connect, Dur(DefaultConnect))
+	orDur(&d.Timeouts.Client, Dur(DefaultClient))
+	orDur(&d.Timeouts.Server, Dur(DefaultServer))
+	orDur(&d.Timeouts.Tunnel, Dur(DefaultTunnel))
 	orInt(&d.Slots, DefaultSlots)
 
 	for i := range s.Pools {
 		p := &s.Pools[i]
 		orString(&p.Balance, BalanceRoundRobin)
 		inheritCheck(&p.HealthCheck, d.HealthCheck)
-		orDur(&p.SlowStart, d.SlowStart.Duration)
+		orDur(&p.SlowStart, d.SlowStart)
 		if p.BackendTLS != nil {
 			orString(&p.BackendTLS.Verify, VerifyRequired)
 		}
@@ -83,7 +84,7 @@ func SetDefaults(lb *LoadBalancer) {
 
 // inheritCheck fills the unset fields of c from def.
 func inheritCheck(c *HealthCheck, def HealthCheck) {
-	orDur(&c.Interval, def.Interval.Duration)
+	orDur(&c.Interval, def.Interval)
 	orInt(&c.Fall, def.Fall)
 	orInt(&c.Rise, def.Rise)
 	orString(&c.Path, def.Path)
@@ -103,8 +104,9 @@ func orInt(p *int, v int) {
 	}
 }
 
-func orDur(p *Duration, v time.Duration) {
-	if p.Duration == 0 {
-		p.Duration = v
+// orDur fills a duration the spec left out; an explicit "0s" stays zero.
+func orDur(p *Duration, v Duration) {
+	if p.IsZero() {
+		*p = v
 	}
 }

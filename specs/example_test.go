@@ -26,7 +26,7 @@ spec:
 	fmt.Println(specs.Validate(lb))
 	// Output:
 	// spec.stats.port: port 80 is already used by spec.frontend.httpPort
-	// spec.pools[0].healthCheck.host: must be a DNS name or IPv4 address, not "x.org hdr X-Evil 1"
-	// spec.pools[0].healthCheck.expectStatus: does not compile: missing closing ): `^2(`
+	// spec.pools[0].healthCheck.host: must be a DNS name (ASCII letters, digits, '-' and '.') or IPv4 address, not "x.org hdr X-Evil 1"
+	// spec.pools[0].healthCheck.expectStatus: must be a status pattern: an optional '^', then digits, '.', digit classes such as [23] or [0-9] and groups such as (200|204) (not nested), each with at most one '?', {n} or {n,m} (n, m at most 3), then an optional '$'; at most 64 characters; not "^2("
 	// spec.routes[0].pool: names no pool in spec.pools: "api"
 }

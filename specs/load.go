@@ -3,43 +3,46 @@ package specs
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"maps"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
+	yaml3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
 )
 
 // Load reads every LoadBalancer in path: a file, a directory (its *.yaml,
 // *.yml and *.json files, sorted by name, not recursive), or "-" for stdin.
 // Parsing is strict; problems come back as an ErrorList. Load neither
-// defaults nor validates.
+// defaults nor validates. Every file is read with ReadRegularFile, at most
+// MaxSpecFile bytes; a directory entry that cannot be read safely (see
+// ListFiles) is a problem of its own file.
 func Load(path string, stdin io.Reader) ([]*LoadBalancer, error) {
 	if path == "-" {
-		data, err := io.ReadAll(stdin)
+		data, err := io.ReadAll(io.LimitReader(stdin, MaxSpecFile+1))
 		if err != nil {
 			return nil, fmt.Errorf("reading stdin: %w", err)
 		}
 		return Parse(data, "<stdin>")
 	}
-	files, err := Files(path)
+	files, problems, err := ListFiles(path)
 	if err != nil {
 		return nil, err
 	}
-	if len(files) == 0 {
+	if len(files) == 0 && len(problems) == 0 {
 		return nil, fmt.Errorf("%s: no *.yaml, *.yml or *.json files", path)
 	}
 	var all []*LoadBalancer
-	var problems ErrorList
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := ReadRegularFile(f, MaxSpecFile)
 		if err != nil {
-			return nil, err
+			problems = append(problems, FieldError{Source: f, Reason: reasonOf(err)})
+			continue
 		}
 		lbs, err := Parse(data, f)
 		if l, ok := err.(ErrorList); ok {
@@ -73,6 +76,9 @@ func Parse(data []byte, source string) ([]*LoadBalancer, error) {
 // metadata.name could still be read, its LB. Input with no document at all
 // is one problem with neither.
 func ParseEach(data []byte, source string) ([]*LoadBalancer, ErrorList) {
+	if len(data) > MaxSpecFile {
+		return nil, ErrorList{{Source: source, Reason: fmt.Sprintf("larger than %d bytes, the most a spec file may hold", MaxSpecFile)}}
+	}
 	docs := splitDocuments(data)
 	if len(docs) == 0 {
 		return nil, ErrorList{{Source: source, Reason: "no LoadBalancer documents"}}
@@ -103,6 +109,9 @@ func ParseEach(data []byte, source string) ([]*LoadBalancer, ErrorList) {
 // strictly, so that its problems can be put on its LoadBalancer; "" when
 // even that cannot be read.
 func documentName(doc []byte) string {
+	if checkYAMLSize(doc) != nil {
+		return "" // not even looked at
+	}
 	var m struct {
 		Metadata struct {
 			Name any `json:"name"`
@@ -148,7 +157,86 @@ func hasContent(doc []byte) bool {
 	return false
 }
 
+// MaxYAMLNodes is the most YAML nodes a document may expand to, each alias
+// counted as the size of what it refers to: a few hundred bytes of nested
+// aliases ("billion laughs") cannot become gigabytes.
+const MaxYAMLNodes = 100000
+
+// checkYAMLSize parses doc into a node tree, where an alias stays a
+// pointer to its anchor, and refuses it when expanding the aliases would
+// make more than MaxYAMLNodes nodes. It runs before anything expands them.
+func checkYAMLSize(doc []byte) error {
+	var root yaml3.Node
+	if err := yaml3.Unmarshal(doc, &root); err != nil {
+		return err
+	}
+	c := nodeCounter{size: map[*yaml3.Node]int{}, open: map[*yaml3.Node]bool{}}
+	if _, err := c.count(&root); err != nil {
+		return err
+	}
+	return nil
+}
+
+// tooManyNodes is a document refused for its expanded size.
+type tooManyNodes string
+
+func (e tooManyNodes) Error() string { return string(e) }
+
+// nodeCounter counts the nodes of a YAML tree as if its aliases were
+// expanded, remembering the size of each node it has counted, so that the
+// work is linear in the size of the tree as written.
+type nodeCounter struct {
+	size    map[*yaml3.Node]int
+	open    map[*yaml3.Node]bool // being counted: an alias to one is a cycle
+	aliases bool
+}
+
+func (c *nodeCounter) count(n *yaml3.Node) (int, error) {
+	if v, ok := c.size[n]; ok {
+		return v, nil
+	}
+	if c.open[n] {
+		return 0, tooManyNodes("a YAML alias refers to a node that contains it")
+	}
+	c.open[n] = true
+	defer delete(c.open, n)
+	total := 1
+	if n.Kind == yaml3.AliasNode && n.Alias != nil {
+		c.aliases = true
+		v, err := c.count(n.Alias)
+		if err != nil {
+			return 0, err
+		}
+		total = v
+	}
+	for _, child := range n.Content {
+		v, err := c.count(child)
+		if err != nil {
+			return 0, err
+		}
+		total += v
+		if total > MaxYAMLNodes {
+			break
+		}
+	}
+	if total > MaxYAMLNodes {
+		if c.aliases {
+			return 0, tooManyNodes(fmt.Sprintf("YAML aliases expand to more than %d nodes", MaxYAMLNodes))
+		}
+		return 0, tooManyNodes(fmt.Sprintf("more than %d YAML nodes", MaxYAMLNodes))
+	}
+	c.size[n] = total
+	return total, nil
+}
+
 func parseDocument(doc []byte) (*LoadBalancer, ErrorList) {
+	if err := checkYAMLSize(doc); err != nil {
+		var big tooManyNodes
+		if errors.As(err, &big) {
+			return nil, ErrorList{{Reason: err.Error()}}
+		}
+		return nil, ErrorList{{Reason: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
 	js, err := yaml.YAMLToJSONStrict(doc)
 	if err != nil {
 		return nil, ErrorList{{Reason: "not valid YAML: " + strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")}}
@@ -205,7 +293,7 @@ func checkShape(path string, v any, t reflect.Type, e *errs) {
 			return
 		}
 		fields := jsonFields(t)
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			f, ok := fields[k]
 			if !ok {
 				e.add(join(path, k), "unknown field%s", suggest(k, fields))
@@ -228,7 +316,7 @@ func checkShape(path string, v any, t reflect.Type, e *errs) {
 			e.add(path, "must be a mapping, not %s", describe(v))
 			return
 		}
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			checkShape(fmt.Sprintf("%s[%s]", path, k), m[k], t.Elem(), e)
 		}
 	case reflect.String:
@@ -322,39 +410,4 @@ func join(path, k string) string {
 		return k
 	}
 	return path + "." + k
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-// Files lists the spec files Load would read from path (a file or a
-// directory), sorted.
-func Files(path string) ([]string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.IsDir() {
-		return []string{path}, nil
-	}
-	entries, err := os.ReadDir(path)
-	if err != nil {
-		return nil, err
-	}
-	var files []string
-	for _, e := range entries {
-		switch filepath.Ext(e.Name()) {
-		case ".yaml", ".yml", ".json":
-			if !e.IsDir() {
-				files = append(files, filepath.Join(path, e.Name()))
-			}
-		}
-	}
-	return files, nil
 }

@@ -88,10 +88,14 @@ type StatsSpec struct {
 
 // DefaultsSpec holds values every pool inherits unless it sets its own.
 type DefaultsSpec struct {
-	HealthCheck  HealthCheck `json:"healthCheck"`
-	SlowStart    Duration    `json:"slowStart,omitzero"`    // default 30s
-	DrainTimeout Duration    `json:"drainTimeout,omitzero"` // default 30s
-	Timeouts     Timeouts    `json:"timeouts"`
+	HealthCheck HealthCheck `json:"healthCheck"`
+	// SlowStart is how long a joining or recovered server ramps its weight
+	// up. Default 30s when left out; "0s" means no ramp.
+	SlowStart Duration `json:"slowStart,omitzero"`
+	// DrainTimeout is how long a leaving member may finish its sessions.
+	// Default 30s when left out; "0s" parks a leaving member at once.
+	DrainTimeout Duration `json:"drainTimeout,omitzero"`
+	Timeouts     Timeouts `json:"timeouts"`
 	// Slots is how many server slots a selector pool gets in haproxy.cfg, so
 	// that members can join at run time without a reload. Default 16.
 	Slots int `json:"slots,omitempty"`
@@ -116,8 +120,22 @@ type HealthCheck struct {
 	Path string `json:"path,omitempty"`
 	// Host header sent with the check. Default "localhost".
 	Host string `json:"host,omitempty"`
-	// ExpectStatus is a regular expression the status code must match.
-	// Default "^[23]" (any 2xx or 3xx).
+	// ExpectStatus is a pattern the status code must match (HAProxy's
+	// `http-check expect rstatus`). Default "^[23]" (any 2xx or 3xx).
+	//
+	// It is a small regular-expression language that Go and HAProxy's PCRE
+	// read the same way, at most 64 characters:
+	//
+	//	pattern := ["^"] item {item} ["$"]
+	//	item    := atom [quant] | "(" seq {"|" seq} ")" [quant]
+	//	seq     := atom [quant] {atom [quant]}
+	//	atom    := digit | "." | "[" range {range} "]"
+	//	range   := digit | digit "-" digit          (ascending)
+	//	quant   := "?" | "{" n "}" | "{" n "," m "}"  (0 <= n <= m <= 3, m >= 1)
+	//
+	// So: digits, '.', classes of digits and digit ranges (no negation),
+	// one level of groups, and no '*' or '+'. Examples: "^[23]",
+	// "^(200|204)$", "^2[0-9]{2}$".
 	ExpectStatus string `json:"expectStatus,omitempty"`
 }
 
@@ -157,7 +175,7 @@ type Pool struct {
 	Sticky      *Sticky     `json:"sticky,omitempty"`
 	HealthCheck HealthCheck `json:"healthCheck"`
 	BackendTLS  *BackendTLS `json:"backendTLS,omitempty"`
-	SlowStart   Duration    `json:"slowStart,omitzero"` // default spec.defaults.slowStart
+	SlowStart   Duration    `json:"slowStart,omitzero"` // default spec.defaults.slowStart; "0s" means none
 	Slots       int         `json:"slots,omitempty"`    // default spec.defaults.slots
 }
 
@@ -186,4 +204,9 @@ type BackendTLS struct {
 	Verify string `json:"verify,omitempty"` // default required
 	// SNI sent to the server, and used for health checks.
 	SNI string `json:"sni,omitempty"`
+	// VerifyHost is the name the server's certificate must carry when
+	// Verify is "required". Default: SNI. With verify required, one of
+	// them must be set: without a name only the chain is checked, and any
+	// certificate from a trusted CA would do.
+	VerifyHost string `json:"verifyHost,omitempty"`
 }

@@ -4,9 +4,10 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net"
-	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -16,14 +17,13 @@ import (
 // '$', so no value can split a config line or start a comment.
 var (
 	dnsLabelRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	hostnameRE  = regexp.MustCompile(`^(?i:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.(?i:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?))*$`)
+	hostnameRE  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 	instanceRE  = regexp.MustCompile(`^[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 	incusNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62})$`)
 	imageRE     = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9_.-]*:)?[A-Za-z0-9][A-Za-z0-9_./-]*$`)
 	nameRE      = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,62}$`)
 	pathRE      = regexp.MustCompile(`^/[A-Za-z0-9._~/%:@+,=-]*$`)
 	cookieRE    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	statusRE    = regexp.MustCompile(`^[0-9^$|()\[\]?*+.{},-]{1,64}$`)
 	configKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	labelValRE  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$`)
 	nicRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
@@ -33,6 +33,13 @@ const (
 	maxDuration = 24 * time.Hour
 	maxSlots    = 1000
 	maxFallRise = 100
+
+	maxPools         = 256
+	maxRoutes        = 1024
+	maxServers       = 1024 // per pool
+	maxSelectorKeys  = 64   // per pool
+	maxExpectStatus  = 64   // characters
+	maxStatusRepeats = 3    // the largest n or m in {n} and {n,m}
 )
 
 // Validate checks one defaulted LoadBalancer and returns every problem, each
@@ -67,6 +74,9 @@ func Validate(lb *LoadBalancer) ErrorList {
 	}
 	if len(s.Pools) == 0 {
 		e.add("spec.pools", "at least one pool is required")
+	}
+	if len(s.Pools) > maxPools {
+		e.add("spec.pools", "at most %d pools, not %d", maxPools, len(s.Pools))
 	}
 	validateRoutes(&e, s.Routes, pools)
 	return e.list
@@ -136,7 +146,10 @@ func validatePool(e *errs, path string, p *Pool) {
 	case len(p.Selector) == 0 && len(p.Servers) == 0:
 		e.add(path, "one of selector or servers is required")
 	case len(p.Selector) > 0:
-		for _, k := range sortedKeys(p.Selector) {
+		if len(p.Selector) > maxSelectorKeys {
+			e.add(path+".selector", "at most %d keys, not %d", maxSelectorKeys, len(p.Selector))
+		}
+		for _, k := range slices.Sorted(maps.Keys(p.Selector)) {
 			kp := fmt.Sprintf("%s.selector[%s]", path, k)
 			if !configKeyRE.MatchString(k) {
 				e.add(kp, "must be an Incus config key such as user.role")
@@ -164,6 +177,9 @@ func validatePool(e *errs, path string, p *Pool) {
 		}
 		if p.Project != "" || p.NIC != "" {
 			e.add(path, "project and nic apply to selector pools only")
+		}
+		if len(p.Servers) > maxServers {
+			e.add(path+".servers", "at most %d servers, not %d", maxServers, len(p.Servers))
 		}
 		names := map[string]bool{}
 		for i, srv := range p.Servers {
@@ -199,7 +215,16 @@ func validatePool(e *errs, path string, p *Pool) {
 			e.add(path+".backendTLS.verify", "must be none or required, not %q", t.Verify)
 		}
 		if t.SNI != "" && !validHost(t.SNI) {
-			e.add(path+".backendTLS.sni", "must be a DNS name, not %q", t.SNI)
+			e.add(path+".backendTLS.sni", "must be a DNS name (ASCII letters, digits, '-' and '.'), not %q", t.SNI)
+		}
+		switch {
+		case t.VerifyHost != "" && !validHost(t.VerifyHost):
+			e.add(path+".backendTLS.verifyHost", "must be a DNS name (ASCII letters, digits, '-' and '.'), not %q", t.VerifyHost)
+		case t.VerifyHost != "" && t.Verify == VerifyNone:
+			e.add(path+".backendTLS.verifyHost", "has no effect with verify: none (nothing is verified)")
+		case t.VerifyHost == "" && t.SNI == "" && t.Verify == VerifyRequired:
+			e.add(path+".backendTLS.verifyHost", "is required with verify: required when sni is not set: "+
+				"without a name HAProxy checks the certificate chain but not the host name, so any certificate from a trusted CA would pass")
 		}
 	}
 }
@@ -216,18 +241,21 @@ func validateCheck(e *errs, path string, c *HealthCheck) {
 		e.add(path+".path", "must start with '/' and hold only URL characters (no spaces, quotes, '#' or '\\'), not %q", c.Path)
 	}
 	if !validHost(c.Host) {
-		e.add(path+".host", "must be a DNS name or IPv4 address, not %q", c.Host)
+		e.add(path+".host", "must be a DNS name (ASCII letters, digits, '-' and '.') or IPv4 address, not %q", c.Host)
 	}
-	if !statusRE.MatchString(c.ExpectStatus) {
-		e.add(path+".expectStatus", "must be a regular expression over status codes (digits and ^$|()[]?*+.{},-), not %q", c.ExpectStatus)
-	} else if _, err := regexp.Compile(c.ExpectStatus); err != nil {
-		e.add(path+".expectStatus", "does not compile: %v", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+	if !validExpectStatus(c.ExpectStatus) {
+		e.add(path+".expectStatus", "must be a status pattern: an optional '^', then digits, '.', digit classes such as [23] or [0-9] "+
+			"and groups such as (200|204) (not nested), each with at most one '?', {n} or {n,m} (n, m at most %d), "+
+			"then an optional '$'; at most %d characters; not %q", maxStatusRepeats, maxExpectStatus, c.ExpectStatus)
 	}
 }
 
 func validateRoutes(e *errs, routes []Route, pools map[string]int) {
 	if len(routes) == 0 {
 		e.add("spec.routes", "at least one route is required (a route with only pool: NAME sends everything there)")
+	}
+	if len(routes) > maxRoutes {
+		e.add("spec.routes", "at most %d routes, not %d", maxRoutes, len(routes))
 	}
 	matches := map[string]int{}
 	for i, r := range routes {
@@ -236,7 +264,7 @@ func validateRoutes(e *errs, routes []Route, pools map[string]int) {
 			e.add(path+".pool", "names no pool in spec.pools: %q", r.Pool)
 		}
 		if r.Host != "" && !validHost(r.Host) {
-			e.add(path+".host", "must be a DNS name, not %q", r.Host)
+			e.add(path+".host", "must be a DNS name (ASCII letters, digits, '-' and '.'), not %q", r.Host)
 		}
 		if r.PathPrefix != "" && (!pathRE.MatchString(r.PathPrefix) || len(r.PathPrefix) > 1024) {
 			e.add(path+".pathPrefix", "must start with '/' and hold only URL characters (no spaces, quotes, '#' or '\\'), not %q", r.PathPrefix)
@@ -270,8 +298,155 @@ func validateSlots(e *errs, path string, n int) {
 	}
 }
 
+// validHost reports whether h is a DNS name or an IPv4 address. The bytes
+// are checked first: only ASCII letters, digits, '-' and '.' pass, so no
+// Unicode letter that case-folds to an ASCII one (U+212A KELVIN SIGN to
+// 'k') gets through a case-insensitive comparison later.
 func validHost(h string) bool {
-	return len(h) <= 253 && hostnameRE.MatchString(h)
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return hostnameRE.MatchString(h)
+}
+
+// validExpectStatus recognises the expectStatus grammar (see
+// HealthCheck.ExpectStatus): a strict subset of regular expressions that
+// Go's regexp and HAProxy's PCRE accept and read the same way. It is a
+// hand-written recogniser on purpose: acceptance by either engine is not
+// the test, membership in the subset is.
+func validExpectStatus(s string) bool {
+	if s == "" || len(s) > maxExpectStatus {
+		return false
+	}
+	r := statusReader{s: s}
+	if r.peek() == '^' {
+		r.i++
+	}
+	if len(r.s) > r.i && r.s[len(r.s)-1] == '$' {
+		r.s = r.s[:len(r.s)-1]
+	}
+	items := 0
+	for r.i < len(r.s) {
+		if r.peek() == '(' {
+			if !r.group() {
+				return false
+			}
+		} else if !r.atom() {
+			return false
+		}
+		if !r.quantifier() {
+			return false
+		}
+		items++
+	}
+	return items > 0
+}
+
+// statusReader walks an expectStatus pattern; each method consumes one
+// construct and reports whether it was well formed.
+type statusReader struct {
+	s string
+	i int
+}
+
+func (r *statusReader) peek() byte {
+	if r.i < len(r.s) {
+		return r.s[r.i]
+	}
+	return 0
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// atom: a digit, '.', or a class of digits and ascending digit ranges.
+func (r *statusReader) atom() bool {
+	switch c := r.peek(); {
+	case isDigit(c) || c == '.':
+		r.i++
+		return true
+	case c != '[':
+		return false
+	}
+	r.i++
+	ranges := 0
+	for r.peek() != ']' {
+		lo := r.peek()
+		if !isDigit(lo) {
+			return false
+		}
+		r.i++
+		if r.peek() == '-' {
+			r.i++
+			hi := r.peek()
+			if !isDigit(hi) || hi < lo {
+				return false
+			}
+			r.i++
+		}
+		ranges++
+	}
+	r.i++ // ']'
+	return ranges > 0
+}
+
+// group: "(" seq {"|" seq} ")", where a seq is atoms with quantifiers.
+func (r *statusReader) group() bool {
+	r.i++ // '('
+	for {
+		n := 0
+		for r.peek() != '|' && r.peek() != ')' {
+			if !r.atom() || !r.quantifier() {
+				return false
+			}
+			n++
+		}
+		if n == 0 {
+			return false
+		}
+		if r.peek() == ')' {
+			r.i++
+			return true
+		}
+		r.i++ // '|'
+	}
+}
+
+// quantifier: nothing, '?', {n} or {n,m} with 0 <= n <= m <= 3 and m >= 1.
+func (r *statusReader) quantifier() bool {
+	switch r.peek() {
+	case '?':
+		r.i++
+		return true
+	case '{':
+	default:
+		return true
+	}
+	r.i++
+	n := r.peek()
+	if !isDigit(n) {
+		return false
+	}
+	r.i++
+	m := n
+	if r.peek() == ',' {
+		r.i++
+		m = r.peek()
+		if !isDigit(m) {
+			return false
+		}
+		r.i++
+	}
+	if r.peek() != '}' {
+		return false
+	}
+	r.i++
+	return n <= m && m >= '1' && m <= '0'+maxStatusRepeats
 }
 
 // checkAddress returns why a static server address is unusable, or "".
@@ -343,11 +518,23 @@ func where(lb *LoadBalancer) string {
 
 // ValidateFiles checks the files a spec names: the certificate must exist
 // and hold a PEM certificate chain and its matching private key. Messages
-// never quote file content.
+// never quote file content. It reads the certificate where the spec says
+// (LoadCertificate); a controller confined to a certificate root uses
+// ValidateFilesUnder.
 func ValidateFiles(lb *LoadBalancer) ErrorList {
+	return validateFiles(lb, LoadCertificate)
+}
+
+// ValidateFilesUnder is ValidateFiles for a certificate that must lie under
+// root (LoadCertificateUnder).
+func ValidateFilesUnder(lb *LoadBalancer, root string) ErrorList {
+	return validateFiles(lb, func(path string) ([]byte, error) { return LoadCertificateUnder(root, path) })
+}
+
+func validateFiles(lb *LoadBalancer, load func(string) ([]byte, error)) ErrorList {
 	var e errs
 	if t := lb.Spec.Frontend.TLS; t != nil && t.CertificateFile != "" {
-		if _, err := LoadCertificate(t.CertificateFile); err != nil {
+		if _, err := load(t.CertificateFile); err != nil {
 			e.add("spec.frontend.tls.certificateFile", "%v", err)
 		}
 	}
@@ -357,15 +544,20 @@ func ValidateFiles(lb *LoadBalancer) ErrorList {
 // LoadCertificate reads a PEM file of certificate(s) and one private key,
 // checks that the key matches the first certificate, and returns the PEM
 // normalised for HAProxy: certificate blocks first, then the key, with no
-// blank lines and nothing but PEM blocks.
+// blank lines and nothing but PEM blocks. The file is read with
+// ReadRegularFile (a regular file of at most MaxCertificateFile bytes),
+// wherever it is; LoadCertificateUnder also confines it to a root.
 func LoadCertificate(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadRegularFile(path, MaxCertificateFile)
 	if err != nil {
-		if os.IsNotExist(err) {
-			return nil, fmt.Errorf("file %s does not exist", path)
-		}
-		return nil, fmt.Errorf("cannot read %s: %v", path, err)
+		return nil, certReadError(path, err)
 	}
+	return parseCertificate(path, data)
+}
+
+// parseCertificate checks and normalises the PEM content of a certificate
+// file (see LoadCertificate); path only names it in errors.
+func parseCertificate(path string, data []byte) ([]byte, error) {
 	var certs, keys []byte
 	nKeys := 0
 	for rest := data; ; {

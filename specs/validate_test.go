@@ -1,8 +1,11 @@
 package specs_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -61,7 +64,7 @@ func TestValidate(t *testing.T) {
 		{"too long", func(lb *specs.LoadBalancer) { lb.Spec.Defaults.Timeouts.Tunnel = specs.Dur(48 * 3600e9) },
 			[]string{"spec.defaults.timeouts.tunnel: must be at most 24h0m0s"}},
 		{"regex does not compile", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].HealthCheck.ExpectStatus = "^[23" },
-			[]string{"spec.pools[0].healthCheck.expectStatus: does not compile"}},
+			[]string{"spec.pools[0].healthCheck.expectStatus: must be a status pattern"}},
 		{"unknown balance", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].Balance = "random" },
 			[]string{`spec.pools[0].balance: must be one of roundrobin, leastconn or uri, not "random"`}},
 		{"selector and servers", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].Servers = static.Servers },
@@ -146,6 +149,9 @@ func TestHostileStrings(t *testing.T) {
 		{"spec.pools[0].sticky.cookie", func(lb *specs.LoadBalancer, v string) { lb.Spec.Pools[0].Sticky = &specs.Sticky{Cookie: v + "x"} }},
 		{"spec.pools[0].backendTLS.sni", func(lb *specs.LoadBalancer, v string) {
 			lb.Spec.Pools[0].BackendTLS = &specs.BackendTLS{Verify: "none", SNI: v + "x"}
+		}},
+		{"spec.pools[0].backendTLS.verifyHost", func(lb *specs.LoadBalancer, v string) {
+			lb.Spec.Pools[0].BackendTLS = &specs.BackendTLS{VerifyHost: v + "x"}
 		}},
 		{"spec.pools[0].name", func(lb *specs.LoadBalancer, v string) {
 			lb.Spec.Pools[0].Name = "p" + v
@@ -277,5 +283,212 @@ func TestValidateSetPutsEachProblemOnItsLoadBalancer(t *testing.T) {
 	}
 	if errs[len(errs)-1].LB != "edge" || errs[len(errs)-1].Source != "c.yaml" {
 		t.Errorf("the duplicate name is not on the later document: %+v", errs[len(errs)-1])
+	}
+}
+
+// TestBackendTLSVerifyRequiredNeedsAName: verify required with no name
+// checks the chain only; the spec must name the host to check.
+func TestBackendTLSVerifyRequiredNeedsAName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tls  specs.BackendTLS
+		want []string
+	}{
+		{"required, no name", specs.BackendTLS{Verify: "required"},
+			[]string{"spec.pools[0].backendTLS.verifyHost: is required with verify: required when sni is not set"}},
+		{"default verify, no name", specs.BackendTLS{},
+			[]string{"spec.pools[0].backendTLS.verifyHost: is required with verify: required"}},
+		{"sni names it", specs.BackendTLS{SNI: "api.internal"}, nil},
+		{"verifyHost names it", specs.BackendTLS{VerifyHost: "api.internal"}, nil},
+		{"both", specs.BackendTLS{SNI: "a.internal", VerifyHost: "b.internal"}, nil},
+		{"none needs no name", specs.BackendTLS{Verify: "none"}, nil},
+		{"verifyHost with none", specs.BackendTLS{Verify: "none", VerifyHost: "api.internal"},
+			[]string{"spec.pools[0].backendTLS.verifyHost: has no effect with verify: none"}},
+		{"verifyHost is a host", specs.BackendTLS{VerifyHost: "a b"},
+			[]string{`spec.pools[0].backendTLS.verifyHost: must be a DNS name (ASCII letters, digits, '-' and '.'), not "a b"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lb := valid(t)
+			b := tc.tls
+			lb.Spec.Pools[0].BackendTLS = &b
+			specs.SetDefaults(lb)
+			expect(t, specs.Validate(lb), tc.want)
+		})
+	}
+}
+
+// TestExpectStatusGrammar: only the documented subset, which Go and PCRE
+// read alike, is accepted; PCRE-only and Go-only forms are refused, as is
+// anything outside the subset that both would take.
+func TestExpectStatusGrammar(t *testing.T) {
+	accepted := []string{
+		"^[23]", "^(200|204)$", "^2[0-9]{2}$", "2", ".", "^2..$", "^[2-3]0?.$", "(2|3)?", "^(20[04]|30[12]){1}$",
+		"2{0,1}", "^[0-9]{3}$", "[1-25-9]", "^(2.?|3[0-9]{1,2})$", "^" + strings.Repeat("2", 62) + "$",
+	}
+	for _, s := range accepted {
+		lb := valid(t)
+		lb.Spec.Pools[0].HealthCheck.ExpectStatus = s
+		specs.SetDefaults(lb)
+		if errs := specs.Validate(lb); len(errs) > 0 {
+			t.Errorf("%q refused: %v", s, errs)
+		}
+		if _, err := regexp.Compile(s); err != nil {
+			t.Errorf("%q is accepted but Go's regexp refuses it: %v", s, err)
+		}
+	}
+	refused := []string{
+		"", "$*", "^*", "^2*", "2+", "2*", "2??", "2*?", "2{1}?", "2?{1}", "2{4}", "2{1,4}", "2{,3}", "2{3,1}", "2{0}", "2{0,0}",
+		"2{10}", "2{1", "2{", "[3-2]", "[]", "[^2]", "[2", "[a]", "[2-]", "[-2]", "()", "(2|)", "(|2)", "(2", "2)", "((2))",
+		"(2|(3))", "2|3", "^", "$", "^$", "^^2", "2$$", "2$3", "a", "2 ", " 2", "2\n", "2#", `\d`, `\z`, `2\`, "(?i)2",
+		"(?:2)", "(?=2)", "(?>2)", "2++", "2*+", `\K2`, "(?P<x>2)", "[[:digit:]]", `\pN`, "[2-3-4]", "2{1,2}{1}",
+		"^" + strings.Repeat("2", 63) + "$", "２００", "2\u0660",
+	}
+	for _, s := range refused {
+		lb := valid(t)
+		lb.Spec.Pools[0].HealthCheck.ExpectStatus = s
+		if s == "" {
+			lb.Spec.Defaults.HealthCheck.ExpectStatus = "x" // so that the default does not fill it
+		}
+		specs.SetDefaults(lb)
+		errs := specs.Validate(lb)
+		found := false
+		for _, e := range errs {
+			if e.Path == "spec.pools[0].healthCheck.expectStatus" && strings.Contains(e.Reason, "must be a status pattern") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%q was not refused: %v", s, errs)
+		}
+	}
+	lb := valid(t)
+	specs.SetDefaults(lb)
+	if lb.Spec.Pools[0].HealthCheck.ExpectStatus != specs.DefaultExpectStatus || len(specs.Validate(lb)) > 0 {
+		t.Errorf("the default %q is not valid", specs.DefaultExpectStatus)
+	}
+}
+
+// TestHostsAreASCII: letters that case-fold to ASCII ones (U+212A KELVIN
+// SIGN to 'k', U+017F LONG S to 's') are not host characters.
+func TestHostsAreASCII(t *testing.T) {
+	for _, host := range []string{"\u212Aelvin.example.org", "api.example.or\u017F", "caf\u00e9.example.org", "ex\u0430mple.org"} {
+		fields := []struct {
+			path string
+			set  func(lb *specs.LoadBalancer)
+		}{
+			{"spec.routes[0].host", func(lb *specs.LoadBalancer) { lb.Spec.Routes[0].Host = host }},
+			{"spec.pools[0].healthCheck.host", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].HealthCheck.Host = host }},
+			{"spec.pools[0].backendTLS.sni", func(lb *specs.LoadBalancer) {
+				lb.Spec.Pools[0].BackendTLS = &specs.BackendTLS{Verify: "none", SNI: host}
+			}},
+			{"spec.pools[0].backendTLS.verifyHost", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].BackendTLS = &specs.BackendTLS{VerifyHost: host} }},
+			{"spec.pools[1].servers[0].address", func(lb *specs.LoadBalancer) {
+				lb.Spec.Pools = append(lb.Spec.Pools, specs.Pool{Name: "git", Servers: []specs.Server{{Name: "s", Address: host + ":80"}}})
+			}},
+		}
+		for _, f := range fields {
+			lb := valid(t)
+			lb.Spec.Routes = []specs.Route{{Host: "ok.example.org", Pool: "api_pool"}, {Pool: "api_pool"}}
+			f.set(lb)
+			specs.SetDefaults(lb)
+			errs := specs.Validate(lb)
+			if len(errs) != 1 || errs[0].Path != f.path {
+				t.Errorf("%s = %q: got %v", f.path, host, errs)
+			}
+		}
+	}
+	lb := valid(t)
+	lb.Spec.Routes = []specs.Route{{Host: "Kelvin.Example.ORG", Pool: "api_pool"}, {Pool: "api_pool"}}
+	specs.SetDefaults(lb)
+	if errs := specs.Validate(lb); len(errs) > 0 {
+		t.Errorf("ASCII upper case is a host: %v", errs)
+	}
+}
+
+// TestExplicitZeroDurations: "0s" is zero, a field left out is the default.
+func TestExplicitZeroDurations(t *testing.T) {
+	parse := func(extra string) *specs.LoadBalancer {
+		t.Helper()
+		lbs, err := specs.Parse([]byte(extra), "zero.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		specs.SetDefaults(lbs[0])
+		if errs := specs.Validate(lbs[0]); len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		return lbs[0]
+	}
+	zero := parse(strings.Replace(base, "spec:\n", "spec:\n  defaults: {slowStart: 0s, drainTimeout: 0s}\n", 1))
+	if d := zero.Spec.Defaults; d.SlowStart.Duration != 0 || d.DrainTimeout.Duration != 0 || zero.Spec.Pools[0].SlowStart.Duration != 0 {
+		t.Errorf("explicit zeros: defaults %v/%v, pool %v", d.SlowStart, d.DrainTimeout, zero.Spec.Pools[0].SlowStart)
+	}
+	unset := parse(base)
+	if d := unset.Spec.Defaults; d.SlowStart.Duration != specs.DefaultSlowStart || d.DrainTimeout.Duration != specs.DefaultDrainTimeout {
+		t.Errorf("unset: %v/%v", d.SlowStart, d.DrainTimeout)
+	}
+	pool := parse(strings.Replace(base, "      port: 8080\n", "      port: 8080\n      slowStart: 0s\n", 1))
+	if pool.Spec.Pools[0].SlowStart.Duration != 0 || pool.Spec.Defaults.SlowStart.Duration != specs.DefaultSlowStart {
+		t.Errorf("pool zero: %v, defaults %v", pool.Spec.Pools[0].SlowStart, pool.Spec.Defaults.SlowStart)
+	}
+	null := parse(strings.Replace(base, "spec:\n", "spec:\n  defaults: {slowStart: null, drainTimeout: ~}\n", 1))
+	if d := null.Spec.Defaults; d.SlowStart.Duration != specs.DefaultSlowStart || d.DrainTimeout.Duration != specs.DefaultDrainTimeout {
+		t.Errorf("null is unset: %v/%v", d.SlowStart, d.DrainTimeout)
+	}
+	// Defaulting twice keeps the zeros; JSON keeps them too.
+	specs.SetDefaults(zero)
+	js, err := json.Marshal(zero)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if zero.Spec.Defaults.DrainTimeout.Duration != 0 || !strings.Contains(string(js), `"drainTimeout":"0s"`) {
+		t.Errorf("zero lost: %s", js)
+	}
+	// An explicit zero where zero is not allowed is an error, not the default.
+	bad, err := specs.Parse([]byte(strings.Replace(base, "spec:\n", "spec:\n  defaults: {timeouts: {connect: 0s}}\n", 1)), "x.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs.SetDefaults(bad[0])
+	expect(t, specs.Validate(bad[0]), []string{"spec.defaults.timeouts.connect: must be at least 1ms, not 0s"})
+}
+
+// TestCountLimits: lists are capped, with the error at the list's path.
+func TestCountLimits(t *testing.T) {
+	lb := valid(t)
+	p := lb.Spec.Pools[0]
+	for i := 0; i < 65; i++ {
+		p.Selector[fmt.Sprintf("user.k%d", i)] = "v"
+	}
+	lb.Spec.Pools = nil
+	for i := 0; i < 257; i++ {
+		q := p
+		q.Name = fmt.Sprintf("p%d", i)
+		lb.Spec.Pools = append(lb.Spec.Pools, q)
+	}
+	static := specs.Pool{Name: "static"}
+	for i := 0; i < 1025; i++ {
+		static.Servers = append(static.Servers, specs.Server{Name: fmt.Sprintf("s%d", i), Address: "10.0.0.1:80"})
+	}
+	lb.Spec.Pools = append(lb.Spec.Pools, static)
+	lb.Spec.Routes = nil
+	for i := 0; i < 1025; i++ {
+		lb.Spec.Routes = append(lb.Spec.Routes, specs.Route{PathPrefix: fmt.Sprintf("/%d", i), Pool: "p0"})
+	}
+	specs.SetDefaults(lb)
+	var got []string
+	for _, e := range specs.Validate(lb) {
+		if e.Path == "spec.pools" || e.Path == "spec.routes" || e.Path == "spec.pools[257].servers" || e.Path == "spec.pools[0].selector" {
+			got = append(got, e.Path+": "+e.Reason)
+		}
+	}
+	want := []string{
+		"spec.pools[0].selector: at most 64 keys, not 66",
+		"spec.pools[257].servers: at most 1024 servers, not 1025",
+		"spec.pools: at most 256 pools, not 258",
+		"spec.routes: at most 1024 routes, not 1025",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

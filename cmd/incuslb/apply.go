@@ -16,14 +16,18 @@ import (
 
 // clusterFlags are the flags of every verb that talks to Incus.
 type clusterFlags struct {
-	remote *string
-	quiet  *bool
+	remote    *string
+	socketDir *string
+	certRoot  *string
+	quiet     *bool
 }
 
 func addClusterFlags(fs *flag.FlagSet) clusterFlags {
 	return clusterFlags{
-		remote: fs.String("remote", "", "incus CLI remote to use (default: the local unix socket)"),
-		quiet:  fs.Bool("q", false, "log only errors"),
+		remote:    fs.String("remote", "", "incus CLI remote to use (default: the local unix socket)"),
+		socketDir: fs.String("socket-dir", "/run/incuslb", "host directory of the HAProxy admin/master sockets of the LB instances (proxy devices)"),
+		certRoot:  addCertRootFlag(fs, ""),
+		quiet:     fs.Bool("q", false, "log only errors"),
 	}
 }
 
@@ -35,12 +39,27 @@ func (e *env) logger(quiet bool) logr.Logger {
 	return logr.FromSlogHandler(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 }
 
-func (e *env) applier(cf clusterFlags) (*controller.Applier, error) {
+func (e *env) applier(cf clusterFlags, root string) (*controller.Applier, error) {
 	c, err := incus.Connect(e.ctx, *cf.remote)
 	if err != nil {
 		return nil, err
 	}
-	return &controller.Applier{Incus: c, Log: e.logger(*cf.quiet)}, nil
+	return &controller.Applier{Incus: c, Log: e.logger(*cf.quiet), SocketDir: *cf.socketDir, CertRoot: root}, nil
+}
+
+// specsAndApplier loads the specs of -f and connects to Incus, with the
+// certificate root of both.
+func (e *env) specsAndApplier(file string, cf clusterFlags) ([]*specs.LoadBalancer, *controller.Applier, error) {
+	root, err := certRoot(*cf.certRoot, file)
+	if err != nil {
+		return nil, nil, err
+	}
+	lbs, err := e.loadSpecs(file, true, root)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := e.applier(cf, root)
+	return lbs, a, err
 }
 
 func (e *env) apply(args []string) error {
@@ -51,11 +70,7 @@ func (e *env) apply(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	lbs, err := e.loadSpecs(*file, true)
-	if err != nil {
-		return err
-	}
-	a, err := e.applier(cf)
+	lbs, a, err := e.specsAndApplier(*file, cf)
 	if err != nil {
 		return err
 	}
@@ -171,11 +186,7 @@ func (e *env) diff(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	lbs, err := e.loadSpecs(*file, true)
-	if err != nil {
-		return asDiffError(err)
-	}
-	a, err := e.applier(cf)
+	lbs, a, err := e.specsAndApplier(*file, cf)
 	if err != nil {
 		return asDiffError(err)
 	}

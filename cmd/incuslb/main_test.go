@@ -58,9 +58,14 @@ func TestValidateAcceptsExamplesAndStdin(t *testing.T) {
 	cert := testcert.Write(dir, "edge.pem", "edge.example.org")
 	spec, _ := os.ReadFile("../../specs/examples/edge.yaml")
 	withCert := strings.Replace(string(spec), "/etc/incuslb/edge.pem", cert, 1)
-	code, out, stderr = runCLI(t, withCert, "validate", "-f", "-")
+	code, out, stderr = runCLI(t, withCert, "validate", "--cert-root", dir, "-f", "-")
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, out, stderr)
+	}
+	// Without --cert-root, stdin's root is the current directory: refused.
+	code, _, stderr = runCLI(t, withCert, "validate", "-f", "-")
+	if code != exitInvalid || !strings.Contains(stderr, "spec.frontend.tls.certificateFile: certificate file "+cert+" is outside the certificate root") {
+		t.Fatalf("exit %d\n%s", code, stderr)
 	}
 }
 

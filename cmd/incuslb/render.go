@@ -19,7 +19,7 @@ func (e *env) render(args []string) error {
 		return err
 	}
 	// The certificate is not read: render shows the config, it pushes nothing.
-	lbs, err := e.loadSpecs(*file, false)
+	lbs, err := e.loadSpecs(*file, false, "")
 	if err != nil {
 		return err
 	}

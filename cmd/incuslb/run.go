@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -34,8 +35,10 @@ func (e *env) run(args []string) error {
 	pruneGrace := fs.Duration("prune-grace", 0, "how long a LoadBalancer must stay removed before --prune deletes its instance (default: 3 resyncs)")
 	listen := fs.String("listen", "127.0.0.1:9090", "address for /metrics, /healthz and /readyz (empty: none)")
 	resync := fs.Duration("resync", 5*time.Minute, "reconcile every LoadBalancer at least this often")
-	workers := fs.Int("workers", 2, "LoadBalancers reconciled in parallel")
+	workers := fs.Int("workers", 16, "passes run in parallel (a pass stuck on Incus holds one until its deadline)")
+	rootFlag := addCertRootFlag(fs, "")
 	remote := fs.String("remote", "", "incus CLI remote to use (default: the local unix socket)")
+	socketDir := fs.String("socket-dir", "/run/incuslb", "host directory of the HAProxy admin/master sockets of the LB instances (proxy devices)")
 	forceReload := fs.Bool("force-reload", false, "apply every change with a reload instead of the runtime API (for comparison benchmarks)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -49,6 +52,24 @@ func (e *env) run(args []string) error {
 	grace := *pruneGrace
 	if grace == 0 {
 		grace = 3 * *resync
+	}
+	// Certificates come from under --cert-root: by default the spec
+	// directory, or with git /etc/incuslb, never the repository (whoever
+	// can push must not choose which host files are read).
+	root := *rootFlag
+	if root == "" && *gitRepo != "" {
+		root = "/etc/incuslb"
+	}
+	root, err := certRoot(root, *specPath)
+	if err != nil {
+		return err
+	}
+	if *specPath != "" {
+		abs, err := filepath.Abs(*specPath)
+		if err != nil {
+			return err
+		}
+		*specPath = abs
 	}
 	if *resync <= 0 || *workers < 1 {
 		return usageErrorf("--resync must be positive and --workers at least 1")
@@ -70,19 +91,26 @@ func (e *env) run(args []string) error {
 		log.Info("WARNING: --webhook-insecure: POST /hooks/git accepts unsigned deliveries; anyone who reaches the listener can trigger a fetch")
 	}
 
+	var git *controller.GitSource
+	if *gitRepo != "" {
+		var err error
+		if git, err = controller.NewGitSource(*gitRepo, *gitBranch, *gitPath, *gitDir, log); err != nil {
+			return usageErrorf("%v", err)
+		}
+	}
 	c, err := incus.Connect(e.ctx, *remote)
 	if err != nil {
 		return err
 	}
+	log.Info("certificates are read from under --cert-root", "cert-root", root)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := controller.NewMetrics(reg)
-	store := &controller.Store{Path: *specPath}
-	var git *controller.GitSource
-	if *gitRepo != "" {
-		git = &controller.GitSource{URL: *gitRepo, Branch: *gitBranch, Path: *gitPath, Dir: *gitDir}
+	store := &controller.Store{Path: *specPath, CertRoot: root}
+	applier := &controller.Applier{Incus: c, Log: log, Metrics: metrics, ForceReload: *forceReload, SocketDir: *socketDir, CertRoot: root}
+	if git != nil {
+		metrics.SetGitLastFetch(git.LastSuccess)
 	}
-	applier := &controller.Applier{Incus: c, Log: log, Metrics: metrics, ForceReload: *forceReload}
 	runner := &controller.Runner{
 		Store:       store,
 		Reconciler:  &controller.LBReconciler{Store: store, Applier: applier, Log: log, Metrics: metrics, Prune: *prune, PruneGrace: grace},
@@ -104,8 +132,8 @@ func (e *env) run(args []string) error {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !runner.Ready() {
-				http.Error(w, "not ready: waiting for Incus events or the first pass", http.StatusServiceUnavailable)
+			if why := runner.NotReady(); why != "" {
+				http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 				return
 			}
 			_, _ = w.Write([]byte("ok\n"))
@@ -113,7 +141,7 @@ func (e *env) run(args []string) error {
 		if git != nil && (secret != nil || *insecure) {
 			mux.Handle("POST /hooks/git", &controller.Webhook{Secret: secret, Branch: *gitBranch, Trigger: runner.SyncGit, Log: log})
 		}
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		srv = newHTTPServer(mux, defaultHTTPLimits())
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error(err, "HTTP listener failed")
@@ -121,7 +149,7 @@ func (e *env) run(args []string) error {
 		}()
 		log.Info("listening", "address", ln.Addr().String())
 	}
-	log.Info("incuslb run starting", "spec", *specPath, "git", *gitRepo, "branch", *gitBranch, "incus", c.Name(), "resync", resync.String())
+	log.Info("incuslb run starting", "spec", *specPath, "git", controller.RedactURL(*gitRepo), "branch", *gitBranch, "incus", c.Name(), "resync", resync.String())
 	err = runner.Run(e.ctx)
 	if srv != nil {
 		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -73,7 +73,7 @@ func (e *env) status(args []string) error {
 		if name != "" && lbName != name {
 			continue
 		}
-		out = append(out, e.observe(c, inst, *via == "exec"))
+		out = append(out, e.observe(c, inst, *via == "exec", *cf.socketDir))
 	}
 	if name != "" && len(out) == 0 {
 		return fmt.Errorf("no LoadBalancer %q has an instance (apply it first)", name)
@@ -96,7 +96,7 @@ func (e *env) status(args []string) error {
 }
 
 // observe reads one LB's recorded status and its servers' live state.
-func (e *env) observe(c *incus.Client, inst incus.Instance, viaExec bool) lbStatus {
+func (e *env) observe(c *incus.Client, inst incus.Instance, viaExec bool, socketDir string) lbStatus {
 	s := lbStatus{
 		Name:     inst.Config[controller.KeyLB],
 		Instance: inst.Project + "/" + inst.Name,
@@ -111,7 +111,7 @@ func (e *env) observe(c *incus.Client, inst incus.Instance, viaExec bool) lbStat
 	}
 	lb := &specs.LoadBalancer{Metadata: specs.ObjectMeta{Name: s.Name},
 		Spec: specs.LoadBalancerSpec{Instance: specs.InstanceSpec{Name: inst.Name, Project: inst.Project}}}
-	a := &controller.Applier{Incus: c, ExecRuntime: viaExec || !c.LocalMember(inst.Location)}
+	a := &controller.Applier{Incus: c, ExecRuntime: viaExec || !c.LocalMember(e.ctx, inst.Location), SocketDir: socketDir}
 	rt := a.Runtime(lb)
 	states, err := rt.ServersState(e.ctx, "")
 	if err != nil {
