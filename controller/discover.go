@@ -61,8 +61,14 @@ func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, prev hap
 				return nil, err
 			}
 		}
-		for _, inst := range insts {
-			d.seen[project+"/"+inst.Name] = inst
+		for i := range insts {
+			// An instance Incus is shutting down cleanly leaves at once: its
+			// network goes away a second or two into `incus stop`, before
+			// Incus reports it stopped.
+			if insts[i].Running() && a.stopping(project, insts[i].Name) {
+				insts[i].Status = "Stopping"
+			}
+			d.seen[project+"/"+insts[i].Name] = insts[i]
 		}
 		for _, p := range pools {
 			for _, inst := range insts {
@@ -150,3 +156,26 @@ func matches(config, selector map[string]string) bool {
 // DrainKey, set to "true" on a member instance, takes it out of its pools
 // gracefully.
 const DrainKey = "user.incuslb.drain"
+
+// stoppingFor bounds how long an instance-shutdown event keeps its instance
+// out of the pools when no instance-stopped follows (a stop that failed).
+const stoppingFor = 2 * time.Minute
+
+// InstanceEvent takes what no level-triggered read can see: that Incus has
+// begun to shut an instance down cleanly (instance-shutdown, at the start
+// of `incus stop`). Until it stops, starts again or stoppingFor passes, the
+// instance is no pool's member. Every other event only clears that.
+func (a *Applier) InstanceEvent(ev incus.LifecycleEvent) {
+	key := ev.Project + "/" + ev.Name
+	switch ev.Action {
+	case "instance-shutdown":
+		a.shuttingDown.set(key, a.now())
+	case "instance-stopped", "instance-started", "instance-restarted", "instance-deleted":
+		a.shuttingDown.remove(key)
+	}
+}
+
+func (a *Applier) stopping(project, name string) bool {
+	at, ok := a.shuttingDown.get(project + "/" + name)
+	return ok && a.now().Sub(at) < stoppingFor
+}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/go-logr/logr"
-
 	"github.com/incuslb/incuslb/haproxy"
 	"github.com/incuslb/incuslb/incus"
 	"github.com/incuslb/incuslb/specs"
@@ -17,6 +15,16 @@ import (
 // container brought up to date, no reload.
 func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *haproxy.Runtime, obs *Observation, p *Plan, cert []byte) error {
 	log := a.Log.WithValues("lb", lb.Metadata.Name, "instance", p.Instance)
+	for _, c := range p.cuts {
+		// An old worker may have exited meanwhile: not an error.
+		if err := rt.ShutdownOldSession(ctx, c.pid, c.id); err != nil {
+			log.Info("could not close an old worker's session", "change", c.String(), "err", err.Error())
+			continue
+		}
+		p.Runtime = append(p.Runtime, c.String())
+		a.Metrics.runtimeUpdate(lb.Metadata.Name, "cut")
+		log.Info("runtime update", "kind", "cut", "change", c.String())
+	}
 	if p.Reload != ReloadNone {
 		if err := a.reload(ctx, lb, rt, obs, p, cert, log); err != nil {
 			return err
@@ -85,6 +93,3 @@ func applyOp(ctx context.Context, rt *haproxy.Runtime, op slotOp) error {
 	}
 	return fmt.Errorf("unknown slot operation %q", op.kind)
 }
-
-// logr is used by reload.go.
-var _ logr.Logger

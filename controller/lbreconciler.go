@@ -45,6 +45,9 @@ func (r *LBReconciler) EventSeen(name string, at time.Time) {
 	}
 }
 
+// InstanceEvent implements LBReconcilerInterface.
+func (r *LBReconciler) InstanceEvent(ev incus.LifecycleEvent) { r.Applier.InstanceEvent(ev) }
+
 func (r *LBReconciler) takePending(name string) (time.Time, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -92,6 +95,7 @@ func (r *LBReconciler) Reconcile(ctx context.Context, req Request) (Result, erro
 			"took", time.Since(start).Truncate(time.Microsecond).String())
 	}
 	r.observeMembers(ctx, sp.LB)
+	r.Metrics.setOldWorkers(req.Name, plan.OldWorkers)
 	return Result{RequeueAfter: plan.RequeueAfter}, nil
 }
 

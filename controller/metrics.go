@@ -15,6 +15,8 @@ type Metrics struct {
 	runtimeUpdates *prometheus.CounterVec
 	members        *prometheus.GaugeVec
 	eventToApplied *prometheus.HistogramVec
+	oldWorkers     *prometheus.GaugeVec
+	oldSessions    *prometheus.GaugeVec
 
 	mu          sync.Mutex
 	lastSuccess map[string]time.Time // by LB
@@ -93,8 +95,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}, []string{"lb"}),
 	}
+	m.oldWorkers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "incuslb_old_workers", Help: "HAProxy workers left from earlier reloads, still serving sessions opened before them.",
+	}, []string{"lb"})
+	m.oldSessions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "incuslb_old_worker_sessions", Help: "Sessions (WebSockets, long requests) held by old workers.",
+	}, []string{"lb"})
 	m.lastSuccess = map[string]time.Time{}
-	reg.MustRegister(m.reconciles, m.reconcileTime, m.reloads, m.runtimeUpdates, m.members, m.eventToApplied, m)
+	reg.MustRegister(m.reconciles, m.reconcileTime, m.reloads, m.runtimeUpdates, m.members, m.eventToApplied,
+		m.oldWorkers, m.oldSessions, m)
 	return m
 }
 
@@ -131,4 +140,16 @@ func (m *Metrics) setMembers(lb string, counts map[[2]string]int) {
 	for k, n := range counts {
 		m.members.WithLabelValues(lb, k[0], k[1]).Set(float64(n))
 	}
+}
+
+func (m *Metrics) setOldWorkers(lb string, sessions map[int]int) {
+	if m == nil {
+		return
+	}
+	total := 0
+	for _, n := range sessions {
+		total += n
+	}
+	m.oldWorkers.WithLabelValues(lb).Set(float64(len(sessions)))
+	m.oldSessions.WithLabelValues(lb).Set(float64(total))
 }

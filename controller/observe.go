@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/incuslb/incuslb/haproxy"
 	"github.com/incuslb/incuslb/incus"
@@ -41,6 +40,9 @@ type Observation struct {
 	// CertSHA1 is the fingerprint of the certificate HAProxy serves, "" when
 	// none or unknown.
 	CertSHA1 string
+	// OldSessions are the streams of the old workers (reloads keep them
+	// until their sessions end), by PID.
+	OldSessions map[int][]haproxy.Session
 }
 
 // Exists reports whether the instance exists.
@@ -128,6 +130,12 @@ func (a *Applier) observeHAProxy(ctx context.Context, lb *specs.LoadBalancer, rt
 	if obs.Sessions, err = rt.Sessions(ctx); err != nil {
 		return err
 	}
+	obs.OldSessions = map[int][]haproxy.Session{}
+	for _, pid := range proc.OldWorkers {
+		if sess, err := rt.OldSessions(ctx, pid); err == nil { // it may just have exited
+			obs.OldSessions[pid] = sess
+		}
+	}
 	if withCert && obs.LoadedHash != "" {
 		if obs.CertSHA1, err = rt.CertSHA1(ctx, haproxy.CertPath(lb, haproxy.Options{})); err != nil {
 			return err
@@ -165,8 +173,7 @@ func liveSlots(servers []haproxy.ServerState, pools map[string]bool) map[string]
 // parked reports whether a live slot holds no member.
 func parked(s haproxy.ServerState) bool { return haproxy.IsParked(s.Address, s.Port) }
 
-// runsIncuslbConfig is a short description of what HAProxy runs, for
-// messages.
+// describeLoaded says in a few words what HAProxy runs, for messages.
 func (o *Observation) describeLoaded() string {
 	switch {
 	case !o.Answers:
@@ -176,5 +183,3 @@ func (o *Observation) describeLoaded() string {
 	}
 	return "HAProxy runs config " + o.LoadedHash
 }
-
-var _ = strings.TrimSpace

@@ -62,10 +62,11 @@ type Applier struct {
 	// in it included. Default DefaultPassTimeout.
 	PassTimeout time.Duration
 
-	drains     lockedMap[map[string]time.Time] // when each draining member started, by LB
-	checked    lockedMap[bool]                 // instances known to have haproxy and the proxy devices
-	elsewhere  lockedMap[bool]                 // LB instances on another cluster member than this host
-	fullListAt lockedMap[time.Time]            // when each LB last listed its members with their state
+	drains       lockedMap[map[string]time.Time] // when each draining member started, by LB
+	checked      lockedMap[bool]                 // instances known to have haproxy and the proxy devices
+	elsewhere    lockedMap[bool]                 // LB instances on another cluster member than this host
+	fullListAt   lockedMap[time.Time]            // when each LB last listed its members with their state
+	shuttingDown lockedMap[time.Time]            // instances Incus is shutting down, since when (InstanceEvent)
 }
 
 func (a *Applier) now() time.Time {
@@ -160,6 +161,9 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 	if dryRun {
 		for _, op := range p.ops {
 			p.Runtime = append(p.Runtime, op.String())
+		}
+		for _, c := range p.cuts {
+			p.Runtime = append(p.Runtime, "would have "+c.String())
 		}
 		if p.swapCert {
 			p.Runtime = append(p.Runtime, "certificate swap (set ssl cert + commit)")

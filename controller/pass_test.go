@@ -304,3 +304,23 @@ func TestMembershipChangesGoThroughTheRuntimeAPI(t *testing.T) {
 		t.Fatalf("drained: %+v", plan)
 	}
 }
+
+// At the start of a clean `incus stop` the member still runs, but its
+// network is about to go: the instance-shutdown event takes it out at once
+// (parked, no reload), and instance-started lets it back.
+func TestACleanStopTakesTheMemberOutAtOnce(t *testing.T) {
+	f := newFake()
+	f.members = []incus.Instance{member("api-1", "10.0.0.11"), member("api-2", "10.0.0.12")}
+	a := &Applier{Incus: f, Log: logr.Discard()}
+	lb := testLB(t, false)
+	apply(t, a, lb)
+	a.InstanceEvent(incus.LifecycleEvent{Action: "instance-shutdown", Project: "default", Name: "api-2"})
+	p := apply(t, a, lb)
+	if p.Reload != "" || len(p.Runtime) != 1 || !strings.Contains(p.Runtime[0], "srv2 parked") {
+		t.Fatalf("%+v", p)
+	}
+	a.InstanceEvent(incus.LifecycleEvent{Action: "instance-started", Project: "default", Name: "api-2"})
+	if p = apply(t, a, lb); len(p.Runtime) != 1 || !strings.Contains(p.Runtime[0], "<- api-2") {
+		t.Fatalf("%+v", p)
+	}
+}

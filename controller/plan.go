@@ -63,8 +63,10 @@ type Plan struct {
 	ReloadDetail   string   // the reason in words, for the log and the CLI
 	Runtime        []string // changes through the runtime API, no reload
 	// RequeueAfter asks for another pass soon: a member waits for its
-	// address, or drains.
+	// address, or drains, or old workers hold sessions.
 	RequeueAfter time.Duration
+	// OldWorkers counts the sessions of each old worker, by PID.
+	OldWorkers map[int]int
 
 	desired    []byte
 	hash       string // of desired
@@ -73,6 +75,7 @@ type Plan struct {
 	swapCert   bool            // set ssl cert through the runtime API
 	writeFile  bool            // refresh the config file (no reload)
 	stageCert  bool            // write the certificate file (reload path)
+	cuts       []oldCut        // old workers' sessions to servers that are gone
 	draining   map[string]bool // slots ("pool/index") that drain
 	drains     map[string]time.Time
 	waiting    bool // a selected member has no address yet
@@ -82,8 +85,13 @@ type Plan struct {
 // Changed reports whether the pass changes anything.
 func (p *Plan) Changed() bool {
 	return p.CreateInstance || p.AdoptInstance || p.StartInstance || p.InstallHAProxy || p.StartHAProxy ||
-		p.PushCert || p.ConfigDiff != "" || p.Reload != "" || len(p.Runtime) > 0 || len(p.ops) > 0
+		p.PushCert || p.ConfigDiff != "" || p.Reload != "" || len(p.Runtime) > 0 || len(p.ops) > 0 || len(p.cuts) > 0
 }
+
+// Converging reports whether the container does not run the desired state
+// yet though the pass succeeded: a member drains, or waits for its address.
+// (A pass may also ask to look again only to watch old workers' sessions.)
+func (p *Plan) Converging() bool { return p.drainsLeft || p.waiting }
 
 // String describes the plan in one line, for logs and tests.
 func (p *Plan) String() string {
@@ -104,6 +112,9 @@ func (p *Plan) String() string {
 	}
 	for _, op := range p.ops {
 		fmt.Fprintf(&b, " %s %s;", op.kind, op)
+	}
+	for _, c := range p.cuts {
+		fmt.Fprintf(&b, " %s;", c)
 	}
 	if len(p.Runtime) > 0 {
 		fmt.Fprintf(&b, " runtime %q;", p.Runtime)
@@ -168,11 +179,20 @@ func plan(in planInput, p *Plan) {
 	p.hash = haproxy.ClaimedHash(p.desired)
 	p.ConfigDiff = textdiff.Unified("running "+haproxy.ConfigPath, "desired", obs.File, p.desired)
 	p.waiting = in.disc.waiting > 0
+	p.cuts = oldCuts(obs)
+	p.OldWorkers = map[int]int{}
+	for pid, sess := range obs.OldSessions {
+		p.OldWorkers[pid] = len(sess)
+	}
 	switch {
 	case p.drainsLeft:
 		p.RequeueAfter = drainPoll
 	case p.waiting:
 		p.RequeueAfter = addressPoll
+	case oldWorkersHoldSessions(obs):
+		// Old workers run no health checks: look at their sessions again
+		// as often as the current worker checks its servers.
+		p.RequeueAfter = shortestCheck(lb)
 	}
 
 	certFileDiffers := in.cert != nil && !bytes.Equal(obs.CertFile, in.cert)
@@ -215,6 +235,80 @@ func reloadReason(in planInput, p *Plan) (ReloadReason, string) {
 		}
 	}
 	return ReloadConfigChanged, fmt.Sprintf("config changed (%s -> %s)", in.obs.LoadedHash, p.hash)
+}
+
+// oldCut is a session of an old worker to close.
+type oldCut struct {
+	pid             int
+	id              string
+	backend, server string
+	why             string // the server's state in the current worker
+}
+
+func (c oldCut) String() string {
+	return fmt.Sprintf("closed session %s of old worker %d to %s/%s (%s)", c.id, c.pid, c.backend, c.server, c.why)
+}
+
+// oldCuts picks the sessions of old workers whose server the current
+// worker has marked DOWN, put in maintenance or no longer has. An old
+// worker (one that still serves the sessions opened before a reload) runs
+// no health checks and takes no runtime command for its servers, so
+// without this a WebSocket to a frozen or departed backend would hang
+// until hard-stop-after. A draining server keeps its sessions.
+func oldCuts(obs *Observation) []oldCut {
+	if len(obs.OldSessions) == 0 {
+		return nil
+	}
+	state := map[string]string{}
+	for _, s := range obs.Servers {
+		st := s.State()
+		if parked(s) {
+			st = "parked"
+		}
+		state[s.Backend+"/"+s.Name] = st
+	}
+	var cuts []oldCut
+	for _, pid := range slices.Sorted(maps.Keys(obs.OldSessions)) {
+		for _, sess := range obs.OldSessions[pid] {
+			if sess.Server == "" || sess.Backend == "" {
+				continue
+			}
+			why, ok := state[sess.Backend+"/"+sess.Server]
+			if ok && (why == "UP" || why == "DRAIN") {
+				continue
+			}
+			if !ok {
+				why = "gone"
+			}
+			cuts = append(cuts, oldCut{pid: pid, id: sess.ID, backend: sess.Backend, server: sess.Server, why: why})
+		}
+	}
+	return cuts
+}
+
+func oldWorkersHoldSessions(obs *Observation) bool {
+	for _, sess := range obs.OldSessions {
+		for _, s := range sess {
+			if s.Server != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// shortestCheck is the shortest health check interval of lb's pools.
+func shortestCheck(lb *specs.LoadBalancer) time.Duration {
+	d := time.Duration(0)
+	for _, p := range lb.Spec.Pools {
+		if i := p.HealthCheck.Interval.Duration; i > 0 && (d == 0 || i < d) {
+			d = i
+		}
+	}
+	if d == 0 {
+		d = time.Second
+	}
+	return d
 }
 
 // slotOps lists the runtime changes that make the live slots equal to

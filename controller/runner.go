@@ -25,6 +25,9 @@ type LBReconcilerInterface interface {
 	Reconciler
 	// EventSeen notes that an Incus event at time at may affect name.
 	EventSeen(name string, at time.Time)
+	// InstanceEvent hands over an instance event itself, for what no read
+	// of Incus shows (an instance being shut down).
+	InstanceEvent(ev incus.LifecycleEvent)
 }
 
 // Runner is the long-running loop: it turns triggers (Incus events, spec
@@ -268,6 +271,7 @@ func (r *Runner) onEvent(ev incus.LifecycleEvent) {
 	default:
 		return
 	}
+	r.Reconciler.InstanceEvent(ev)
 	for _, lb := range r.Store.Valid() {
 		in := lb.Spec.Instance
 		if ev.Project == in.Project && ev.Name == in.Name {

@@ -37,6 +37,8 @@ func (s *scriptedReconciler) Reconcile(ctx context.Context, req Request) (Result
 
 func (s *scriptedReconciler) EventSeen(string, time.Time) {}
 
+func (s *scriptedReconciler) InstanceEvent(incus.LifecycleEvent) {}
+
 func (s *scriptedReconciler) count(name string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -188,7 +188,9 @@ func genLoadBalancer(c *chooser) *specs.LoadBalancer {
 			Connect: pick(c, "connect", durations...), Client: pick(c, "client", durations...),
 			Server: pick(c, "server", durations...), Tunnel: pick(c, "tunnel", durations...),
 		},
-		Slots: pick(c, "slots", slotsDict...),
+		HardStopAfter:   pick(c, "hardStopAfter", durations...),
+		CloseSpreadTime: pick(c, "closeSpreadTime", durations...),
+		Slots:           pick(c, "slots", slotsDict...),
 	}
 	for i := 0; i < pick(c, "pools", 1, 2, 3, 0); i++ {
 		s.Pools = append(s.Pools, genPool(c, i))

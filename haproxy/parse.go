@@ -304,3 +304,39 @@ func firstLine(s string) string {
 	}
 	return l
 }
+
+// Session is one stream of `show sess`, as far as incuslb needs it.
+type Session struct {
+	ID      string // the stream's pointer, as `shutdown session` takes it
+	Backend string
+	Server  string // "" when it has none yet (or "<NONE>")
+}
+
+// ParseShowSess parses the answer of `show sess`: one line per stream,
+// "0x55d0e5c3b9e0: proto=tcpv4 src=... fe=main be=api_pool srv=srv3 ...".
+// Lines it does not recognise are skipped; "<NONE>" (2.6: backend) and
+// "<none>" (server) are left empty.
+func ParseShowSess(out string) []Session {
+	var sessions []Session
+	for _, l := range lines(out) {
+		id, rest, ok := strings.Cut(strings.TrimSpace(l), ": ")
+		if !ok || !strings.HasPrefix(id, "0x") || len(id) > 2+16 || strings.Trim(id[2:], "0123456789abcdef") != "" {
+			continue
+		}
+		s := Session{ID: id}
+		for _, f := range strings.Fields(rest) {
+			k, v, _ := strings.Cut(f, "=")
+			if strings.HasPrefix(v, "<") { // <NONE>, <none>: no backend or server
+				v = ""
+			}
+			switch k {
+			case "be":
+				s.Backend = v
+			case "srv":
+				s.Server = v
+			}
+		}
+		sessions = append(sessions, s)
+	}
+	return sessions
+}

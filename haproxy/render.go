@@ -55,8 +55,11 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	w.line("    group haproxy")
 	w.line("    stats socket %s mode 660 level admin expose-fd listeners", AdminSocket)
 	w.line("    stats timeout 30s")
-	// Old workers keep WebSocket sessions until the tunnel timeout at most.
-	w.line("    hard-stop-after %s", hapDuration(d.Timeouts.Tunnel.Duration))
+	// Old workers keep their sessions (WebSockets) this long at most.
+	w.line("    hard-stop-after %s", hapDuration(d.HardStopAfter.Duration))
+	if d.CloseSpreadTime.Duration > 0 {
+		w.line("    close-spread-time %s", hapDuration(d.CloseSpreadTime.Duration))
+	}
 	w.line("    mworker-max-reloads 50")
 	// A reload carries draining members over (see StateFile).
 	w.line("    server-state-file %s", ServerStateFile)

@@ -257,6 +257,28 @@ func (r *Runtime) StartupLogs(ctx context.Context) string {
 	return strings.TrimSpace(out)
 }
 
+// OldSessions lists the streams of an old worker, through the master CLI
+// (the admin socket reaches only the current worker).
+func (r *Runtime) OldSessions(ctx context.Context, pid int) ([]Session, error) {
+	out, err := r.MasterCommand(ctx, fmt.Sprintf("@!%d show sess", pid))
+	if err != nil {
+		return nil, err
+	}
+	return ParseShowSess(out), nil
+}
+
+// ShutdownOldSession closes one stream of an old worker.
+func (r *Runtime) ShutdownOldSession(ctx context.Context, pid int, id string) error {
+	out, err := r.MasterCommand(ctx, fmt.Sprintf("@!%d shutdown session %s", pid, id))
+	if err != nil {
+		return err
+	}
+	if o := strings.TrimSpace(out); o != "" {
+		return fmt.Errorf("@!%d shutdown session %s: %s", pid, id, o)
+	}
+	return nil
+}
+
 // expectEmpty runs a command whose success answer is empty (or only
 // whitespace); anything else is HAProxy's error message.
 func (r *Runtime) expectEmpty(ctx context.Context, cmd string) error {

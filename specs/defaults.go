@@ -64,6 +64,9 @@ func SetDefaults(lb *LoadBalancer) {
 	orDur(&d.Timeouts.Client, Dur(DefaultClient))
 	orDur(&d.Timeouts.Server, Dur(DefaultServer))
 	orDur(&d.Timeouts.Tunnel, Dur(DefaultTunnel))
+	// Old workers live as long as a tunnel may (a bad tunnel is reported
+	// on its own field, not twice).
+	orDur(&d.HardStopAfter, Dur(min(d.Timeouts.Tunnel.Duration, maxDuration)))
 	orInt(&d.Slots, DefaultSlots)
 
 	for i := range s.Pools {

@@ -96,6 +96,18 @@ type DefaultsSpec struct {
 	// Default 30s when left out; "0s" parks a leaving member at once.
 	DrainTimeout Duration `json:"drainTimeout,omitzero"`
 	Timeouts     Timeouts `json:"timeouts"`
+	// HardStopAfter bounds how long an old worker lives after a reload: the
+	// process that keeps serving the sessions (WebSockets) opened before it.
+	// An old worker exits as soon as its last session ends, and incuslb
+	// closes its sessions to backends that went down or left; this is the
+	// bound for the rest. Shorter cuts long-lived sessions at a reload
+	// sooner; longer lets old workers (and their memory) pile up over
+	// frequent reloads. Default: timeouts.tunnel (1h).
+	HardStopAfter Duration `json:"hardStopAfter,omitzero"`
+	// CloseSpreadTime spreads, over this window after a reload, the closing
+	// of the old worker's idle keep-alive connections, so that clients do not
+	// all reconnect in the same instant. Default 0s: all at once.
+	CloseSpreadTime Duration `json:"closeSpreadTime,omitzero"`
 	// Slots is how many server slots a selector pool gets in haproxy.cfg, so
 	// that members can join at run time without a reload. Default 16.
 	Slots int `json:"slots,omitempty"`

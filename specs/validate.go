@@ -133,6 +133,11 @@ func validateDefaults(e *errs, d *DefaultsSpec) {
 	validateDuration(e, "spec.defaults.timeouts.client", d.Timeouts.Client, time.Millisecond)
 	validateDuration(e, "spec.defaults.timeouts.server", d.Timeouts.Server, time.Millisecond)
 	validateDuration(e, "spec.defaults.timeouts.tunnel", d.Timeouts.Tunnel, time.Millisecond)
+	validateDuration(e, "spec.defaults.hardStopAfter", d.HardStopAfter, time.Second)
+	validateDuration(e, "spec.defaults.closeSpreadTime", d.CloseSpreadTime, 0)
+	if d.CloseSpreadTime.Duration > d.HardStopAfter.Duration {
+		e.add("spec.defaults.closeSpreadTime", "must not be longer than hardStopAfter (%v)", d.HardStopAfter.Duration)
+	}
 	validateSlots(e, "spec.defaults.slots", d.Slots)
 }
 

@@ -103,7 +103,7 @@ func (e *env) converge(a *controller.Applier, lb *specs.LoadBalancer, dryRun boo
 			printPlan(e, plan, dryRun)
 		}
 		changed = changed || plan.Changed()
-		if dryRun || plan.RequeueAfter == 0 {
+		if dryRun || !plan.Converging() {
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -29,10 +29,16 @@ type lbStatus struct {
 
 // haproxyStatus is what HAProxy itself says it runs.
 type haproxyStatus struct {
-	LoadedConfig  string `json:"loadedConfig"` // hash of the config the current worker loaded; "" when not incuslb's
-	Reloads       int    `json:"reloads"`
-	FailedReloads int    `json:"failedReloads"`
-	OldWorkers    int    `json:"oldWorkers"`
+	LoadedConfig  string      `json:"loadedConfig"` // hash of the config the current worker loaded; "" when not incuslb's
+	Reloads       int         `json:"reloads"`
+	FailedReloads int         `json:"failedReloads"`
+	OldWorkers    []oldWorker `json:"oldWorkers"`
+}
+
+// oldWorker is a worker left from an earlier reload.
+type oldWorker struct {
+	PID      int `json:"pid"`
+	Sessions int `json:"sessions"`
 }
 
 type serverStatus struct {
@@ -119,7 +125,12 @@ func (e *env) observe(c *incus.Client, inst incus.Instance, viaExec bool, socket
 		return s
 	}
 	if p, err := rt.ShowProc(e.ctx); err == nil {
-		h := &haproxyStatus{Reloads: p.Reloads, FailedReloads: p.Failed, OldWorkers: len(p.OldWorkers)}
+		h := &haproxyStatus{Reloads: p.Reloads, FailedReloads: p.Failed, OldWorkers: []oldWorker{}}
+		for _, pid := range p.OldWorkers {
+			if sess, err := rt.OldSessions(e.ctx, pid); err == nil {
+				h.OldWorkers = append(h.OldWorkers, oldWorker{PID: pid, Sessions: len(sess)})
+			}
+		}
 		h.LoadedConfig, _ = rt.LoadedHash(e.ctx)
 		s.HAProxy = h
 	}
@@ -198,7 +209,10 @@ func printStatus(e *env, s lbStatus) {
 		case h.LoadedConfig != "":
 			loaded = "config " + h.LoadedConfig + " (NOT the recorded " + orDash(st.ConfigHash) + ")"
 		}
-		fmt.Fprintf(e.stdout, "  haproxy:    runs %s; %d reload(s), %d failed, %d old worker(s)\n", loaded, h.Reloads, h.FailedReloads, h.OldWorkers)
+		fmt.Fprintf(e.stdout, "  haproxy:    runs %s; %d reload(s), %d failed\n", loaded, h.Reloads, h.FailedReloads)
+		for _, o := range h.OldWorkers {
+			fmt.Fprintf(e.stdout, "  old worker: pid %d, %d session(s) opened before a reload\n", o.PID, o.Sessions)
+		}
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  POOL\tSERVER\tMEMBER\tADDRESS\tSTATE\tSINCE")

@@ -3,7 +3,8 @@
 // In app mode it answers on each of -ports with its name: every response
 // carries "X-Served-By: NAME" and the body "NAME PATH\n"; /api/v1/health and
 // /health answer 200; /slow?d=DURATION answers after that long (for drain
-// tests).
+// tests); /ws is a WebSocket that first sends NAME, then echoes every
+// message it gets.
 //
 // In forgejo mode it behaves like the seed's Forgejo: HTTPS only on -addr
 // with a self-signed certificate made at start, plain HTTP gets 400, a
@@ -30,6 +31,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 func main() {
@@ -78,9 +81,25 @@ func serve(f func() error) {
 }
 
 func app(name string) http.Handler {
+	upgrader := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Served-By", name)
 		switch r.URL.Path {
+		case "/ws":
+			conn, err := upgrader.Upgrade(w, r, http.Header{"X-Served-By": {name}}) // a hijacked response: w.Header() is not sent
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			if conn.WriteMessage(websocket.TextMessage, []byte(name)) != nil {
+				return
+			}
+			for {
+				kind, msg, err := conn.ReadMessage()
+				if err != nil || conn.WriteMessage(kind, msg) != nil {
+					return
+				}
+			}
 		case "/api/v1/health", "/health":
 			fmt.Fprintln(w, "ok")
 			return
