@@ -174,7 +174,7 @@ func plan(in planInput, p *Plan) {
 	if ours && !in.forceReload {
 		settleDrains(in, members, p)
 	}
-	p.layout = haproxy.Assign(lb, members, in.prev)
+	p.layout = haproxy.Assign(lb, members, trimForeign(lb, in.prev, members))
 	p.desired = haproxy.Render(lb, p.layout, haproxy.Options{})
 	p.hash = haproxy.ClaimedHash(p.desired)
 	p.ConfigDiff = textdiff.Unified("running "+haproxy.ConfigPath, "desired", obs.File, p.desired)
@@ -432,30 +432,42 @@ func leavers(lb *specs.LoadBalancer, prev haproxy.Layout, disc *discovery) []lea
 func previousLayout(lb *specs.LoadBalancer, obs *Observation) haproxy.Layout {
 	pools := haproxy.SelectorPools(lb)
 	prev := previousSlots(obs, pools)
-	// What the container says is not trusted to be small: a pool keeps at
-	// most slotBound slots of it (a hand-edited "server srv2000000" is not
-	// a reason to render two million lines).
-	for _, p := range lb.Spec.Pools {
-		slots, step := prev[p.Name], max(p.Slots, 1)
-		if len(slots) <= slotBound(&p) && len(slots)%step == 0 {
-			continue // as incuslb grows pools: whole steps
-		}
-		// Not a layout incuslb made: keep the slots that hold members, in
-		// whole steps, and no more than the bound.
-		slots = slots[:min(len(slots), slotBound(&p))]
-		used := 0
-		for i, s := range slots {
-			if !s.Parked() {
-				used = i + 1
-			}
-		}
-		prev[p.Name] = slots[:min(len(slots), (used+step-1)/step*step)]
-	}
 	return prev
 }
 
-// slotBound is the most slots a pool may have: 64 growth steps.
-func slotBound(p *specs.Pool) int { return min(max(p.Slots, 1)*64, haproxy.MaxSlots) }
+// trimForeign bounds what was read back from the container: incuslb grows
+// a pool by whole steps of its slot count, so a pool of another length was
+// edited by hand ("server srv4000 ..."). Such a pool keeps only the slots up
+// to its last current member, in whole steps. (The slot codec already
+// ignores indices over haproxy.MaxSlots.)
+func trimForeign(lb *specs.LoadBalancer, prev haproxy.Layout, members map[string][]haproxy.Member) haproxy.Layout {
+	out := haproxy.Layout{}
+	for _, p := range lb.Spec.Pools {
+		slots, step := prev[p.Name], max(p.Slots, 1)
+		if len(slots)%step == 0 {
+			if slots != nil {
+				out[p.Name] = slots
+			}
+			continue
+		}
+		current := map[string]bool{}
+		for _, m := range members[p.Name] {
+			port := m.Port
+			if port == 0 {
+				port = p.Port
+			}
+			current[fmt.Sprintf("%s:%d", m.Address, port)] = true
+		}
+		used := 0
+		for i, s := range slots {
+			if !s.Parked() && current[s.Endpoint()] {
+				used = i + 1
+			}
+		}
+		out[p.Name] = slots[:(used+step-1)/step*step]
+	}
+	return out
+}
 
 func previousSlots(obs *Observation, pools map[string]bool) haproxy.Layout {
 	file := haproxy.ParseLayout(obs.File, pools)

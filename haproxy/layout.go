@@ -48,7 +48,7 @@ const (
 	// MaxSlots bounds a slot index read back from a container or from
 	// HAProxy: a hand-edited "server srv2000000" line must not make the
 	// controller allocate two million slots.
-	MaxSlots = 4096
+	MaxSlots = 65536
 )
 
 // SlotName is the HAProxy server name of slot index i (0-based).
