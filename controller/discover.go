@@ -34,29 +34,13 @@ const fullListEvery = time.Minute
 // ask Incus only for newcomers' addresses; at least every fullListEvery (and
 // on the first pass) the addresses all come from Incus, which catches an
 // address that changed under a running instance.
-func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, prev haproxy.Layout) (*discovery, error) {
-	byProject := map[string][]*specs.Pool{}
-	var projects []string
-	for i := range lb.Spec.Pools {
-		p := &lb.Spec.Pools[i]
-		if len(p.Selector) == 0 {
-			continue
-		}
-		if _, ok := byProject[p.Project]; !ok {
-			projects = append(projects, p.Project)
-		}
-		byProject[p.Project] = append(byProject[p.Project], p)
-	}
-	last, listed := a.fullListAt.get(lb.Metadata.Name)
-	full := !listed || a.now().Sub(last) >= fullListEvery
+func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, l *listing, prev haproxy.Layout) (*discovery, error) {
 	d := &discovery{members: map[string][]haproxy.Member{}, seen: map[string]incus.Instance{}}
-	for _, project := range projects {
-		pools := byProject[project]
-		insts, err := a.Incus.ListInstances(ctx, project, full)
-		if err != nil {
-			return nil, fmt.Errorf("pool %s: %w", pools[0].Name, err)
-		}
-		if !full {
+	for _, project := range l.projects {
+		pools := l.pools[project]
+		insts := l.insts[project]
+		if !l.full {
+			var err error
 			if insts, err = a.addresses(ctx, project, insts, pools, prev); err != nil {
 				return nil, err
 			}
@@ -87,10 +71,56 @@ func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, prev hap
 			}
 		}
 	}
-	if full {
+	if l.full {
 		a.fullListAt.set(lb.Metadata.Name, a.now())
 	}
 	return d, nil
+}
+
+// listing is the instances of every project a selector pool looks in, as
+// one list call per project returned them.
+type listing struct {
+	projects []string
+	pools    map[string][]*specs.Pool // by project
+	insts    map[string][]incus.Instance
+	full     bool // listed with their state (addresses)
+}
+
+// list makes the list calls of discovery, one per project, in parallel.
+// It needs nothing from the LB instance, so a pass runs it beside its
+// reads of the instance and of HAProxy.
+func (a *Applier) list(ctx context.Context, lb *specs.LoadBalancer) (*listing, error) {
+	l := &listing{pools: map[string][]*specs.Pool{}, insts: map[string][]incus.Instance{}}
+	for i := range lb.Spec.Pools {
+		p := &lb.Spec.Pools[i]
+		if len(p.Selector) == 0 {
+			continue
+		}
+		if _, ok := l.pools[p.Project]; !ok {
+			l.projects = append(l.projects, p.Project)
+		}
+		l.pools[p.Project] = append(l.pools[p.Project], p)
+	}
+	last, listed := a.fullListAt.get(lb.Metadata.Name)
+	l.full = !listed || a.now().Sub(last) >= fullListEvery
+	results := make([][]incus.Instance, len(l.projects))
+	errs := make([]error, len(l.projects))
+	var wg sync.WaitGroup
+	for i, project := range l.projects {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = a.Incus.ListInstances(ctx, project, l.full)
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("pool %s: %w", l.pools[project][0].Name, errs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for i, project := range l.projects {
+		l.insts[project] = results[i]
+	}
+	return l, errors.Join(errs...)
 }
 
 // addresses fills in the addresses of the running instances that pools

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/incuslb/incuslb/haproxy"
 	"github.com/incuslb/incuslb/incus"
 	"github.com/incuslb/incuslb/specs"
 )
@@ -100,8 +101,23 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 	in := lb.Spec.Instance
 	p := &Plan{LB: lb.Metadata.Name, Instance: in.Project + "/" + in.Name}
 	obs := &Observation{}
-	if err := a.observeInstance(ctx, lb, obs); err != nil {
-		return p, err
+	// Observe, the independent reads at once: the instance (its owner),
+	// HAProxy's master on the host-side socket (when it answers, the
+	// instance runs), and the list calls of discovery.
+	var (
+		instErr, listErr error
+		hostRT           *haproxy.Runtime
+		hostAnswers      bool
+		l                *listing
+		wg               sync.WaitGroup
+	)
+	wg.Add(3)
+	go func() { defer wg.Done(); instErr = a.observeInstance(ctx, lb, obs) }()
+	go func() { defer wg.Done(); hostRT, hostAnswers = a.hostRuntime(ctx, lb) }()
+	go func() { defer wg.Done(); l, listErr = a.list(ctx, lb) }()
+	wg.Wait()
+	if instErr != nil {
+		return p, instErr
 	}
 	if err := ownership(lb, obs); err != nil {
 		return p, err // not ours: nothing is written, not even a status
@@ -134,24 +150,35 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 	if dryRun && (p.CreateInstance || p.AdoptInstance || p.StartInstance || p.InstallHAProxy) {
 		return p, nil // nothing more to observe before those
 	}
-	rt, hostBroken := a.runtimeFor(ctx, lb)
+	rt, hostBroken := hostRT, false
+	if !hostAnswers || p.CreateInstance || p.StartInstance {
+		rt, hostBroken = a.runtimeFor(ctx, lb)
+	}
 	if hostBroken && !dryRun {
 		a.Log.Info("HAProxy answers in the instance but not on the host-side sockets (/run wiped?); adding the proxy devices again", "lb", lb.Metadata.Name)
 		if err := a.resetSockets(ctx, lb); err != nil {
 			return finish("InstanceNotReady", err)
 		}
 	}
-	if err := a.observeFiles(ctx, lb, obs, cert != nil); err != nil {
-		return finish("ReadFailed", err)
+	var filesErr, haproxyErr error
+	wg.Add(2)
+	go func() { defer wg.Done(); filesErr = a.observeFiles(ctx, lb, obs, cert != nil) }()
+	go func() { defer wg.Done(); haproxyErr = a.observeHAProxy(ctx, lb, rt, obs, cert != nil) }()
+	wg.Wait()
+	if filesErr != nil {
+		return finish("ReadFailed", filesErr)
 	}
-	if err := a.observeHAProxy(ctx, lb, rt, obs, cert != nil); err != nil {
-		return finish("HAProxyUnreadable", err)
+	if haproxyErr != nil {
+		return finish("HAProxyUnreadable", haproxyErr)
 	}
 	if !obs.Answers {
 		a.checked.remove(in.Project + "/" + in.Name)
 	}
+	if listErr != nil {
+		return finish("DiscoveryFailed", listErr)
+	}
 	prev := previousLayout(lb, obs)
-	disc, err := a.discover(ctx, lb, prev)
+	disc, err := a.discover(ctx, lb, l, prev)
 	if err != nil {
 		return finish("DiscoveryFailed", err)
 	}

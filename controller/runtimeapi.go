@@ -54,6 +54,18 @@ func (a *Applier) execRuntime(lb *specs.LoadBalancer) *haproxy.Runtime {
 	}
 }
 
+// hostRuntime is the route through the host-side sockets, and whether the
+// master answers on it: a read, beside the instance read at the start of
+// a pass (it execs nothing in the instance, which may not be this LB's).
+func (a *Applier) hostRuntime(ctx context.Context, lb *specs.LoadBalancer) (*haproxy.Runtime, bool) {
+	rt := a.Runtime(lb)
+	if _, isUnix := rt.Master.(haproxy.UnixSocket); !isUnix {
+		return rt, false
+	}
+	_, err := rt.ShowProc(ctx)
+	return rt, err == nil
+}
+
 // runtimeFor picks the route for a pass. When the host-side socket does not
 // answer, the exec route is tried before HAProxy is taken for stopped: the
 // proxy device may be what is broken (its socket removed with /run). And
