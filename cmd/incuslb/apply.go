@@ -119,8 +119,11 @@ func (e *env) converge(a *controller.Applier, lb *specs.LoadBalancer, dryRun boo
 
 func printPlan(e *env, p *controller.Plan, dryRun bool) {
 	verb := func(done, would string) string {
-		if dryRun {
+		if dryRun && !strings.HasPrefix(would, "would ") {
 			return "would " + would
+		}
+		if dryRun {
+			return would
 		}
 		return done
 	}
@@ -152,7 +155,7 @@ func printPlan(e *env, p *controller.Plan, dryRun bool) {
 		}
 	}
 	for _, r := range p.Runtime {
-		fmt.Fprintf(e.stdout, "%s: %s: %s\n", prefix, verb("runtime API, no reload", "runtime API, no reload"), r)
+		fmt.Fprintf(e.stdout, "%s: %s: %s\n", prefix, verb("runtime API, no reload", "would use the runtime API, no reload"), r)
 	}
 	switch {
 	case p.StartHAProxy:
