@@ -84,7 +84,7 @@ var _ = Describe("WebSockets through incuslb run on real Incus", Ordered, func()
 		specFile string
 		ctl      *controllerProcess
 		cookie   *http.Cookie // pins to e2e-ws-1
-		reloads  func() int
+		reloads  func() (int, error) // the master's reload counter; an error while it re-executes
 	)
 	writeSpec := func(client string) {
 		GinkgoHelper()
@@ -128,10 +128,9 @@ var _ = Describe("WebSockets through incuslb run on real Incus", Ordered, func()
 		writeSpec("1m")
 		ctl = startControllerArgs("run", "--spec", dir, "--resync", "5s")
 		Eventually(ctl.ready, applySettles, 250*time.Millisecond).Should(BeTrue())
-		reloads = func() int {
+		reloads = func() (int, error) {
 			p, err := wsRuntime().ShowProc(context.Background())
-			Expect(err).NotTo(HaveOccurred())
-			return p.Reloads
+			return p.Reloads, err
 		}
 		Eventually(func() string {
 			by, c := httpGet(nil)
@@ -175,7 +174,8 @@ var _ = Describe("WebSockets through incuslb run on real Incus", Ordered, func()
 		Expect(by).To(Equal("e2e-ws-1"))
 
 		// Membership change through the runtime API: no reload.
-		before := reloads()
+		before, err := reloads()
+		Expect(err).NotTo(HaveOccurred())
 		incusOK("config", "unset", "e2e-ws-2", "user.role")
 		Eventually(func() string { by, _ := httpGet(nil); return by }, applySettles, 100*time.Millisecond).Should(Equal("e2e-ws-1"))
 		incusOK("config", "set", "e2e-ws-2", "user.role=ws")
