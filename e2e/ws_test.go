@@ -83,7 +83,7 @@ var _ = Describe("WebSockets through incuslb run on real Incus", Ordered, func()
 	var (
 		specFile string
 		ctl      *controllerProcess
-		cookie   *http.Cookie // pins to e2e-ws-1
+		cookie   *http.Cookie        // pins to e2e-ws-1
 		reloads  func() (int, error) // the master's reload counter; an error while it re-executes
 	)
 	writeSpec := func(client string) {
