@@ -76,6 +76,10 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	// to a dead server by its cookie is re-balanced, not failed.
 	w.line("    option redispatch 1")
 	w.line("    retries 3")
+	// Also retry a request sent on a reused keep-alive connection that the
+	// server closed (a member shutting down cleanly closes its idle
+	// connections): only idempotent requests, see the frontend.
+	w.line("    retry-on conn-failure empty-response")
 	w.line("    timeout connect %s", hapDuration(d.Timeouts.Connect.Duration))
 	w.line("    timeout client %s", hapDuration(d.Timeouts.Client.Duration))
 	w.line("    timeout server %s", hapDuration(d.Timeouts.Server.Duration))
@@ -104,6 +108,7 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 		w.line("    http-request set-header X-Forwarded-Proto https if { ssl_fc }")
 	}
 	w.line("    http-request set-header X-Forwarded-Proto http unless { ssl_fc }")
+	w.line("    http-request disable-l7-retry unless { method GET HEAD OPTIONS }")
 	for _, r := range s.Routes {
 		var conds []string
 		if r.Host != "" {
