@@ -201,7 +201,7 @@ var _ = Describe("WebSockets through incuslb run on real Incus", Ordered, func()
 		Expect(err).To(HaveOccurred(), "the session was not cut")
 		GinkgoWriter.Printf("WebSocket in the old worker cut %v after the freeze\n", cut)
 		Expect(cut).To(BeNumerically("<", 8*time.Second), "fall x interval (3 s) plus a small margin")
-		Expect(ctl.log.String()).To(ContainSubstring(`"kind":"cut"`))
+		Eventually(ctl.log.String, 5*time.Second).Should(ContainSubstring(`"kind":"cut"`), "closed by incuslb (the log line follows the close)")
 
 		// A reconnect with the stale cookie reaches a live backend.
 		conn2, by, err := wsDial(cookie)
@@ -247,7 +247,7 @@ var _ = Describe("WebSockets through incuslb run on real Incus", Ordered, func()
 		<-done
 		Expect(failed).To(Equal(0), "failed requests: %v", errs)
 		Expect(served2).To(BeNumerically(">", 0))
-		Expect(ctl.log.String()).To(ContainSubstring(`"kind":"park"`))
+		Eventually(ctl.log.String, 5*time.Second).Should(ContainSubstring(`"kind":"park"`))
 		incusOK("start", "e2e-ws-2")
 	})
 })
