@@ -33,6 +33,17 @@ func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *hapro
 		return nil
 	}
 	in := lb.Spec.Instance
+	var joining []string
+	for _, op := range p.ops {
+		if op.kind == "join" {
+			joining = append(joining, op.member.Address)
+		}
+	}
+	if n, err := a.forgetNeighbours(ctx, lb, joining); err != nil {
+		log.Info("could not forget the neighbour entries of joining members; a reused address may join late", "err", err.Error())
+	} else if n > 0 {
+		log.Info("forgot stale neighbour entries of joining members", "count", n)
+	}
 	for _, op := range p.ops {
 		if err := applyOp(ctx, rt, op); err != nil {
 			return fmt.Errorf("runtime API: %s: %w", op, err)
@@ -66,7 +77,7 @@ func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *hapro
 		if err != nil {
 			return err
 		}
-		state := haproxy.StateFile(text, p.draining)
+		state := haproxy.StateFile(text, p.layout, p.draining)
 		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.ServerStateFile, state, rootFile); err != nil {
 			return err
 		}
@@ -87,9 +98,12 @@ func applyOp(ctx context.Context, rt *haproxy.Runtime, op slotOp) error {
 	case "drain":
 		return rt.Drain(ctx, op.pool, slot)
 	case "join":
-		return rt.FillSlot(ctx, op.pool, slot, op.member.Address, op.member.Port)
+		if op.rested {
+			return rt.FillRested(ctx, op.pool, slot, op.member.Address, op.member.Port, op.gated)
+		}
+		return rt.FillSlot(ctx, op.pool, slot, op.member.Address, op.member.Port, op.gated)
 	case "ready":
-		return rt.Ready(ctx, op.pool, slot)
+		return rt.Ready(ctx, op.pool, slot, op.gated)
 	}
 	return fmt.Errorf("unknown slot operation %q", op.kind)
 }

@@ -136,6 +136,9 @@ func (f *fakeIncus) Remove(_ context.Context, _, _, file string) error {
 func (f *fakeIncus) Mkdir(context.Context, string, string, string, incus.FileMode) error { return nil }
 func (f *fakeIncus) Exec(_ context.Context, _, _ string, argv []string, stdin []byte) (incus.ExecResult, error) {
 	switch {
+	case argv[0] == "perl" && argv[2] == forgetNeighboursScript:
+		f.ran = append(f.ran, "forget neighbours "+strings.Join(argv[3:], " "))
+		return incus.ExecResult{Stdout: []byte("0\n")}, nil
 	case argv[0] == "perl": // the runtime API through exec
 		payload := strings.TrimSpace(string(stdin))
 		f.ran = append(f.ran, "runtime "+argv[3]+": "+payload)
@@ -197,7 +200,7 @@ type fakeHAProxy struct {
 type fakeServer struct {
 	addr         string
 	port, admin  int
-	op           int
+	op, health   int
 	backend, srv string
 }
 
@@ -214,7 +217,8 @@ func (h *fakeHAProxy) table() map[string]*fakeServer {
 	h.servers = map[string]*fakeServer{}
 	for pool, slots := range haproxy.ParseLayout(h.loaded, nil) {
 		for i, sl := range slots {
-			s := &fakeServer{backend: pool, srv: haproxy.SlotName(i), addr: sl.Address, port: sl.Port, op: 2}
+			// Like HAProxy, a new worker starts every server at health = rise.
+			s := &fakeServer{backend: pool, srv: haproxy.SlotName(i), addr: sl.Address, port: sl.Port, op: 2, health: 2}
 			if sl.Parked() {
 				s.addr, s.port, s.admin, s.op = haproxy.ParkedAddress, haproxy.ParkedPort, 0x04|0x01, 0
 			}
@@ -251,7 +255,7 @@ func (h *fakeHAProxy) answer(sock, payload string, files map[string][]byte) stri
 		return "Variable not found\n"
 	case cmd == "show servers state":
 		var b strings.Builder
-		b.WriteString("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_port\n")
+		b.WriteString("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_port srv_check_health\n")
 		t := h.table()
 		keys := make([]string, 0, len(t))
 		for k := range t {
@@ -260,7 +264,7 @@ func (h *fakeHAProxy) answer(sock, payload string, files map[string][]byte) stri
 		sort.Strings(keys)
 		for _, k := range keys {
 			s := t[k]
-			fmt.Fprintf(&b, "1 %s 1 %s %s %d %d %d\n", s.backend, s.srv, s.addr, s.op, s.admin, s.port)
+			fmt.Fprintf(&b, "1 %s 1 %s %s %d %d %d %d\n", s.backend, s.srv, s.addr, s.op, s.admin, s.port, s.health)
 		}
 		return b.String()
 	case cmd == "show stat -1 4 -1":
@@ -281,20 +285,43 @@ func (h *fakeHAProxy) answer(sock, payload string, files map[string][]byte) stri
 	case strings.HasPrefix(cmd, "commit ssl cert "):
 		return "Committing x.\nSuccess!\n"
 	case strings.HasPrefix(cmd, "set server "):
-		f := strings.Fields(cmd)
-		s := h.table()[f[2]]
-		if s == nil {
-			return "No such server.\n"
+		var out strings.Builder
+		for _, one := range strings.Split(cmd, "; ") {
+			out.WriteString(h.setServer(one))
 		}
-		switch f[3] {
-		case "state":
-			s.admin = map[string]int{"ready": 0, "drain": 0x08, "maint": 0x01}[f[4]] | s.admin&0x04
-		case "addr":
-			s.addr = f[4]
-			fmt.Sscanf(f[6], "%d", &s.port)
-			return "IP changed from 'x' to 'y', port changed from 'a' to 'b' by 'stats socket command'\n"
-		}
-		return "\n"
+		return out.String()
 	}
 	return "Unknown command: " + cmd + "\n"
+}
+
+// setServer is one `set server` command: the admin state, health and
+// address changes incuslb makes, as HAProxy makes them.
+func (h *fakeHAProxy) setServer(cmd string) string {
+	f := strings.Fields(cmd)
+	s := h.table()[f[2]]
+	if s == nil {
+		return "No such server.\n"
+	}
+	switch f[3] {
+	case "state":
+		switch {
+		case f[4] == "maint":
+			s.op = 0
+		case s.admin&0x01 != 0: // leaving maintenance: healthy at once
+			s.health, s.op = 2, 2
+		}
+		s.admin = map[string]int{"ready": 0, "drain": 0x08, "maint": 0x01}[f[4]] | s.admin&0x04
+	case "health":
+		switch f[4] {
+		case "down":
+			s.health, s.op = 0, 0
+		case "up":
+			s.health, s.op = 4, 2 // rise + fall - 1
+		}
+	case "addr":
+		s.addr = f[4]
+		fmt.Sscanf(f[6], "%d", &s.port)
+		return "IP changed from 'x' to 'y', port changed from 'a' to 'b' by 'stats socket command'\n"
+	}
+	return "\n"
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -289,12 +290,13 @@ func TestMembershipChangesGoThroughTheRuntimeAPI(t *testing.T) {
 	if plan = apply(t, a, lb); plan.Reload != "" || len(plan.Runtime) != 1 || !strings.Contains(plan.Runtime[0], "srv2 draining api-2") || plan.RequeueAfter == 0 {
 		t.Fatalf("label removed: %+v", plan)
 	}
-	// A structural reload while it drains: the drain goes into the state file.
+	// A structural reload while it drains: the drain goes into the state
+	// file, and so does every slot that keeps its endpoint.
 	lb.Spec.Stats.Port = 8404
 	if plan = apply(t, a, lb); plan.Reload != ReloadConfigChanged {
 		t.Fatalf("reload: %+v", plan)
 	}
-	if state := string(f.files[haproxy.ServerStateFile]); !strings.Contains(state, " srv2 10.0.0.12 ") || strings.Contains(state, " srv1 ") {
+	if state := string(f.files[haproxy.ServerStateFile]); !strings.Contains(state, " srv2 10.0.0.12 ") || !strings.Contains(state, " srv1 10.0.0.11 ") {
 		t.Fatalf("state file:\n%s", state)
 	}
 	// Its sessions end: the slot is parked, with no reload.
@@ -322,5 +324,45 @@ func TestACleanStopTakesTheMemberOutAtOnce(t *testing.T) {
 	a.InstanceEvent(incus.LifecycleEvent{Action: "instance-started", Project: "default", Name: "api-2"})
 	if p = apply(t, a, lb); len(p.Runtime) != 1 || !strings.Contains(p.Runtime[0], "<- api-2") {
 		t.Fatalf("%+v", p)
+	}
+}
+
+// TestJoinsWaitForTheirChecks: a member that joins a pool with join:
+// checked is marked down as it fills its slot (its checks bring it up); with
+// join: immediate it is up at once. Parked slots rest at health 0 from the
+// start, with no further pass needed.
+func TestJoinsWaitForTheirChecks(t *testing.T) {
+	for _, c := range []struct {
+		join       string
+		op, health int
+	}{{specs.JoinChecked, 0, 0}, {specs.JoinImmediate, 2, 4}} {
+		t.Run(c.join, func(t *testing.T) {
+			f := newFake()
+			f.members = []incus.Instance{member("api-1", "10.0.0.11")}
+			a := &Applier{Incus: f, Log: logr.Discard()}
+			lb := testLB(t, false)
+			lb.Spec.Pools[0].Join = c.join
+			apply(t, a, lb)
+			for k, s := range f.hap.table() {
+				if s.addr == haproxy.ParkedAddress && (s.health != 0 || s.op != 0 || s.admin&0x09 != 0) {
+					t.Errorf("%s is not at rest after the start: %+v", k, *s)
+				}
+			}
+			if p := apply(t, a, lb); p.Changed() {
+				t.Fatalf("a second pass changes: %s", p)
+			}
+			f.members = append(f.members, member("api-2", "10.0.0.12"))
+			apply(t, a, lb)
+			if !slices.Contains(f.ran, "forget neighbours 10.0.0.12") {
+				t.Errorf("the joining address's neighbour entry was not forgotten: %q", f.ran)
+			}
+			s := f.hap.table()["api/srv2"]
+			if s.addr != "10.0.0.12" || s.admin&0x09 != 0 || s.op != c.op || s.health != c.health {
+				t.Fatalf("joined slot: %+v, want op %d health %d", *s, c.op, c.health)
+			}
+			if p := apply(t, a, lb); p.Changed() {
+				t.Fatalf("a pass after the join changes: %s", p)
+			}
+		})
 	}
 }

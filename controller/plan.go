@@ -153,7 +153,7 @@ func plan(in planInput, p *Plan) {
 	if ours && !in.forceReload {
 		settleDrains(in, members, p)
 	}
-	p.layout = haproxy.Assign(lb, members, trimForeign(lb, in.prev, members))
+	p.layout = haproxy.AssignWarm(lb, members, trimForeign(lb, in.prev, members), coldSlots(lb, obs))
 	p.desired = haproxy.Render(lb, p.layout, haproxy.Options{})
 	p.hash = haproxy.ClaimedHash(p.desired)
 	p.ConfigDiff = textdiff.Unified("running "+haproxy.ConfigPath, "desired", obs.File, p.desired)

@@ -12,14 +12,14 @@ import (
 )
 
 // running is an observation of HAProxy running cfg (from the file cfg),
-// every filled slot UP.
+// every filled slot UP, every parked slot at rest (down, health 0).
 func running(cfg []byte) *Observation {
 	obs := &Observation{Answers: true, LoadedHash: haproxy.ClaimedHash(cfg), File: cfg, Sessions: map[string]int{}}
 	for pool, slots := range haproxy.ParseLayout(cfg, nil) {
 		for i, s := range slots {
 			st := haproxy.ServerState{Backend: pool, Name: haproxy.SlotName(i), Address: s.Address, Port: s.Port, OpState: 2}
 			if s.Parked() {
-				st.Address, st.Port, st.AdminState, st.OpState = haproxy.ParkedAddress, haproxy.ParkedPort, 0x05, 0
+				st.Address, st.Port, st.AdminState, st.OpState = haproxy.ParkedAddress, haproxy.ParkedPort, 0x04, 0
 			}
 			obs.Servers = append(obs.Servers, st)
 		}

@@ -59,9 +59,9 @@ func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haprox
 			return err
 		}
 	}
-	// Draining members keep draining in the new worker: their rows of the
-	// live server table go into the server-state file it loads.
-	state := haproxy.StateFile(obs.StateText, p.draining)
+	// The new worker carries over the state of draining members and of
+	// every slot that keeps its endpoint (see haproxy.StateFile).
+	state := haproxy.StateFile(obs.StateText, p.layout, p.draining)
 	if st.stateTmp, err = a.Incus.WriteTemp(ctx, in.Project, in.Name, haproxy.ServerStateFile, state, rootFile); err != nil {
 		return err
 	}
@@ -112,6 +112,19 @@ func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haprox
 	}
 	if err != nil {
 		return a.putBack(ctx, lb, obs, st, err)
+	}
+	var parkedSlots []string
+	for pool, slots := range p.layout {
+		for i, s := range slots {
+			if s.Parked() {
+				parkedSlots = append(parkedSlots, pool+"/"+haproxy.SlotName(i))
+			}
+		}
+	}
+	if err := rt.RestSlots(ctx, parkedSlots); err != nil {
+		// Only the first check of a joining member waits longer; the next
+		// pass parks these slots again.
+		log.Info("could not rest the parked slots of the new worker", "err", err.Error())
 	}
 	return nil
 }

@@ -13,6 +13,11 @@ type slotOp struct {
 	pool   string
 	slot   int
 	member haproxy.Slot
+	// gated: the member takes no request before it passed its health
+	// checks (join: checked, and the slot is in maintenance or rested).
+	gated bool
+	// rested: a join into a rested slot (see haproxy.Runtime.ParkSlot).
+	rested bool
 }
 
 func (o slotOp) String() string {
@@ -43,9 +48,10 @@ func slotOps(lb *specs.LoadBalancer, live map[string][]haproxy.ServerState, layo
 				have = live[p.Name][i]
 			}
 			op := slotOp{pool: p.Name, slot: i, member: want}
+			checked := p.Join != specs.JoinImmediate
 			switch {
 			case want.Parked():
-				if !parked(have) || have.State() != "MAINT" {
+				if !have.Rested() {
 					op.kind = "park"
 				}
 			case draining[slotKey(p.Name, i)]:
@@ -53,9 +59,9 @@ func slotOps(lb *specs.LoadBalancer, live map[string][]haproxy.ServerState, layo
 					op.kind = "drain"
 				}
 			case have.Address != want.Address || have.Port != want.Port:
-				op.kind = "join"
+				op.kind, op.gated, op.rested = "join", checked, have.Rested()
 			case have.State() == "MAINT" || have.State() == "DRAIN":
-				op.kind = "ready"
+				op.kind, op.gated = "ready", checked && have.State() == "MAINT"
 			}
 			if op.kind != "" {
 				ops = append(ops, op)
@@ -63,6 +69,28 @@ func slotOps(lb *specs.LoadBalancer, live map[string][]haproxy.ServerState, layo
 		}
 	}
 	return ops
+}
+
+// coldSlots are the slots a joining member should take only when no other
+// is free (see haproxy.AssignWarm): every slot but those parked, at rest
+// (health 0) and unchanged for longer than the pool's check interval.
+func coldSlots(lb *specs.LoadBalancer, obs *Observation) map[string]map[int]bool {
+	if !obs.Answers || obs.LoadedHash == "" {
+		return nil
+	}
+	cold := map[string]map[int]bool{}
+	live := liveSlots(obs.Servers, haproxy.SelectorPools(lb))
+	for _, p := range lb.Spec.Pools {
+		cold[p.Name] = map[int]bool{}
+		for i, s := range live[p.Name] {
+			// A slot that rested for less than an interval may still wait
+			// for the next check its member was due.
+			if !s.Rested() || s.Since <= p.HealthCheck.Interval.Duration {
+				cold[p.Name][i] = true
+			}
+		}
+	}
+	return cold
 }
 
 func slotKey(pool string, i int) string { return fmt.Sprintf("%s/%d", pool, i) }

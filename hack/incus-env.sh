@@ -83,6 +83,10 @@ init_incus() {
     log "creating bridge $BRIDGE ($BRIDGE_ADDR, no NAT)"
     incus network create "$BRIDGE" ipv4.address="$BRIDGE_ADDR" ipv4.nat=false ipv6.address=none
   fi
+  # DHCP hands out .2-.199; .200 and up are for the tests' static addresses
+  # (a member at an address another instance had before).
+  local ranges="${BRIDGE_ADDR%.*}.2-${BRIDGE_ADDR%.*}.199"
+  [ "$(incus network get "$BRIDGE" ipv4.dhcp.ranges)" = "$ranges" ] || incus network set "$BRIDGE" ipv4.dhcp.ranges="$ranges"
   local devs
   devs=$(incus profile device list default 2>/dev/null || true)
   grep -qx root <<<"$devs" || incus profile device add default root disk pool=default path=/ >/dev/null

@@ -191,6 +191,7 @@ func genLoadBalancer(c *chooser) *specs.LoadBalancer {
 		HardStopAfter:   pick(c, "hardStopAfter", durations...),
 		CloseSpreadTime: pick(c, "closeSpreadTime", durations...),
 		Slots:           pick(c, "slots", slotsDict...),
+		Join:            pick(c, "join", "", specs.JoinChecked, specs.JoinImmediate, "eager"),
 	}
 	for i := 0; i < pick(c, "pools", 1, 2, 3, 0); i++ {
 		s.Pools = append(s.Pools, genPool(c, i))
@@ -210,6 +211,8 @@ func genCheck(c *chooser) specs.HealthCheck {
 		Interval:     pick(c, "interval", durations...),
 		Fall:         pick(c, "fall", counts...),
 		Rise:         pick(c, "rise", counts...),
+		FastInterval: pick(c, "fastInterval", durations...),
+		DownInterval: pick(c, "downInterval", durations...),
 		Path:         pick(c, "path", paths...),
 		Host:         pick(c, "host", hosts...),
 		ExpectStatus: pick(c, "expectStatus", statuses...),
@@ -253,6 +256,7 @@ func genPool(c *chooser, i int) specs.Pool {
 	}
 	p.SlowStart = pick(c, "slowStart", durations...)
 	p.Slots = pick(c, "slots", slotsDict...)
+	p.Join = pick(c, "join", "", specs.JoinChecked, specs.JoinImmediate, "eager")
 	return p
 }
 

@@ -39,11 +39,11 @@ func (s Slot) Endpoint() string { return s.Address + ":" + strconv.Itoa(s.Port) 
 type Layout map[string][]Slot
 
 // The slot codec: slot index i (0-based) is the server "srv<i+1>" of its
-// backend, and an empty slot is parked in maintenance at ParkedAddress:
+// backend, and an empty slot is parked at ParkedAddress:
 // ParkedPort. This file is the only place that knows either.
 const (
 	ParkedAddress = "127.0.0.1"
-	ParkedPort    = 1
+	ParkedPort    = specs.ReservedPort // specs rejects it as a frontend or stats port
 	slotPrefix    = "srv"
 	// MaxSlots bounds a slot index read back from a container or from
 	// HAProxy: a hand-edited "server srv2000000" line must not make the
@@ -80,7 +80,20 @@ func IsParked(addr string, port int) bool {
 // slot count (a structural change: HAProxy must reload to see new lines).
 // Slots never shrink, so a pool whose size hovers at a boundary does not
 // reload back and forth.
+//
+// New members take the free slots not in cold first (cold[pool][index]):
+// see AssignWarm.
 func Assign(lb *specs.LoadBalancer, members map[string][]Member, prev Layout) Layout {
+	return AssignWarm(lb, members, prev, nil)
+}
+
+// AssignWarm is Assign where new members take a cold slot (cold[pool]
+// holds its index) only when no other slot is free. A slot parked less than
+// a check interval ago is cold: HAProxy's check timer of a slot in
+// maintenance keeps the date the member's next regular check was due, so
+// the first check of a member that fills it may wait that long; a slot that
+// rested longer wakes every downinter.
+func AssignWarm(lb *specs.LoadBalancer, members map[string][]Member, prev Layout, cold map[string]map[int]bool) Layout {
 	out := Layout{}
 	for _, p := range lb.Spec.Pools {
 		if len(p.Selector) == 0 {
@@ -119,12 +132,19 @@ func Assign(lb *specs.LoadBalancer, members map[string][]Member, prev Layout) La
 			}
 			return newcomers[i].Endpoint() < newcomers[j].Endpoint()
 		})
-		free := 0
-		for _, s := range newcomers {
-			for !slots[free].Parked() {
-				free++
+		var warm, chilly []int
+		for i := range slots {
+			switch {
+			case !slots[i].Parked():
+			case cold[p.Name][i]:
+				chilly = append(chilly, i)
+			default:
+				warm = append(warm, i)
 			}
-			slots[free] = s
+		}
+		free := append(warm, chilly...)
+		for k, s := range newcomers {
+			slots[free[k]] = s
 		}
 		out[p.Name] = slots
 	}

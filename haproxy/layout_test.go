@@ -110,3 +110,32 @@ func TestCheckMemberRejectsWhatCouldInjectConfig(t *testing.T) {
 		t.Errorf("CheckMember rejected a good member: %v", err)
 	}
 }
+
+func TestAssignWarmPrefersSlotsThatRested(t *testing.T) {
+	lb := poolLB(4)
+	prev := haproxy.Assign(lb, members("api-1", "api-2", "api-3"), nil) // srv1..srv3
+	after := haproxy.Assign(lb, members("api-3"), prev)                 // srv1, srv2 parked just now
+	for _, c := range []struct {
+		name   string
+		cold   map[string]map[int]bool
+		joiner []string
+		want   []int
+	}{
+		{"nothing cold: lowest free", nil, []string{"api-4"}, []int{0}},
+		{"just parked slots last", map[string]map[int]bool{"api": {0: true, 1: true}}, []string{"api-4"}, []int{3}},
+		{"then the cold ones, lowest first", map[string]map[int]bool{"api": {0: true, 1: true}}, []string{"api-4", "api-5", "api-6"}, []int{3, 0, 1}},
+		{"another pool's cold slots do not count", map[string]map[int]bool{"web": {0: true}}, []string{"api-4"}, []int{0}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := haproxy.AssignWarm(lb, members(append([]string{"api-3"}, c.joiner...)...), after, c.cold)
+			if slotOf(got, "api-3") != 2 {
+				t.Fatalf("api-3 moved: %v", got)
+			}
+			for i, j := range c.joiner {
+				if slotOf(got, j) != c.want[i] {
+					t.Errorf("%s in slot %d, want %d: %v", j, slotOf(got, j), c.want[i], got)
+				}
+			}
+		})
+	}
+}

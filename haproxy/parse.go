@@ -238,6 +238,7 @@ func ParseServersState(out string) ([]ServerState, error) {
 			OpState:     atoi("srv_op_state"),
 			AdminState:  atoi("srv_admin_state"),
 			CheckStatus: atoi("srv_check_status"),
+			CheckHealth: atoi("srv_check_health"),
 			Since:       time.Duration(atoi("srv_time_since_last_change")) * time.Second,
 		})
 	}

@@ -151,8 +151,15 @@ func renderBackend(w *writer, lb *specs.LoadBalancer, p *specs.Pool, slots []Slo
 	w.line("    http-check send meth GET uri %s ver HTTP/1.1 hdr Host %s", c.Path, c.Host)
 	w.line("    http-check expect rstatus %s", c.ExpectStatus)
 
-	def := fmt.Sprintf("    default-server inter %s fall %d rise %d slowstart %s on-marked-down shutdown-sessions",
-		hapDuration(c.Interval.Duration), c.Fall, c.Rise, hapDuration(p.SlowStart.Duration))
+	def := fmt.Sprintf("    default-server inter %s", hapDuration(c.Interval.Duration))
+	if c.FastInterval.Set {
+		def += " fastinter " + hapDuration(c.FastInterval.Duration)
+	}
+	if c.DownInterval.Set {
+		def += " downinter " + hapDuration(c.DownInterval.Duration)
+	}
+	def += fmt.Sprintf(" fall %d rise %d slowstart %s on-marked-down shutdown-sessions",
+		c.Fall, c.Rise, hapDuration(p.SlowStart.Duration))
 	if t := p.BackendTLS; t != nil {
 		if t.Verify == specs.VerifyNone {
 			def += " ssl verify none"

@@ -127,17 +127,28 @@ type ServerState struct {
 	OpState     int
 	AdminState  int
 	CheckStatus int
+	// CheckHealth is the health-check counter: 0 is fully down, rise..
+	// rise+fall-1 is up. A parked slot rests at 0 (see ParkSlot).
+	CheckHealth int
 	// Since is how long the server has been in its current state.
 	Since time.Duration
 }
 
+// Rested reports whether a slot is parked as ParkSlot leaves it: at the
+// parked address, out of maintenance and drain, down, health 0.
+func (s ServerState) Rested() bool {
+	return IsParked(s.Address, s.Port) && s.AdminState&(adminMaint|adminDrain) == 0 &&
+		s.OpState == opStopped && s.CheckHealth == 0
+}
+
 // State is UP, DOWN, DRAIN or MAINT, as an operator reads it. A parked
-// slot (in maintenance at 127.0.0.1:1) is MAINT.
+// slot (at the parked address) is MAINT, whatever HAProxy says of it: at
+// rest it is down, with its checks failing (see ParkSlot).
 func (s ServerState) State() string {
 	switch {
 	case s.AdminState&adminMaint != 0:
 		return "MAINT"
-	case s.AdminState&adminConfigDisabled != 0 && IsParked(s.Address, s.Port):
+	case IsParked(s.Address, s.Port):
 		return "MAINT"
 	case s.AdminState&adminDrain != 0:
 		return "DRAIN"
@@ -292,18 +303,50 @@ func (r *Runtime) expectEmpty(ctx context.Context, cmd string) error {
 	return nil
 }
 
-// FillSlot points a slot at a member and makes it ready: it takes traffic
-// at once (ramped by slowstart) while its health checks run.
-func (r *Runtime) FillSlot(ctx context.Context, backend, slot, addr string, port int) error {
+// FillSlot points a slot at a member and makes it ready (see Ready).
+func (r *Runtime) FillSlot(ctx context.Context, backend, slot, addr string, port int, gated bool) error {
 	if err := r.pointInMaint(ctx, backend, slot, addr, port); err != nil {
 		return err
 	}
-	return r.expectEmpty(ctx, "set server "+backend+"/"+slot+" state ready")
+	return r.Ready(ctx, backend, slot, gated)
 }
 
-// Ready makes a slot that holds its member take traffic again.
-func (r *Runtime) Ready(ctx context.Context, backend, slot string) error {
-	return r.expectEmpty(ctx, "set server "+backend+"/"+slot+" state ready")
+// FillRested points a rested slot (see ParkSlot) at a member. The slot is
+// down with health 0 and checked every downinter, so gated, nothing more
+// is needed: no request reaches the member before it has passed rise
+// checks, and the first comes within downinter. Otherwise it is marked up
+// at once.
+func (r *Runtime) FillRested(ctx context.Context, backend, slot, addr string, port int, gated bool) error {
+	if err := r.setAddr(ctx, backend+"/"+slot, addr, port); err != nil {
+		return err
+	}
+	if gated {
+		return nil
+	}
+	return r.expectEmpty(ctx, "set server "+backend+"/"+slot+" health up")
+}
+
+// Ready makes a slot that holds its member take traffic. Leaving
+// maintenance, HAProxy counts a server healthy at once (health = rise), so
+// it takes requests before any check of its own. gated keeps it from
+// them until it has passed rise checks (see rest). Only a slot in
+// maintenance may be gated: marking a draining member down would cut its
+// sessions.
+func (r *Runtime) Ready(ctx context.Context, backend, slot string, gated bool) error {
+	if !gated {
+		return r.expectEmpty(ctx, "set server "+backend+"/"+slot+" state ready")
+	}
+	return r.expectEmpty(ctx, rest(backend+"/"+slot))
+}
+
+// rest is the CLI line that takes a server out of maintenance or drain
+// into "down, health 0, checks running": it leaves maintenance into drain
+// (no balanced traffic; HAProxy sets health = rise), is marked down (health
+// 0; on-marked-down cuts any session), then leaves drain still down. Its
+// checks then bring it up after rise passes. In one line, the drain window
+// lasts no longer than the CLI takes to read it.
+func rest(server string) string {
+	return fmt.Sprintf("set server %[1]s state drain; set server %[1]s health down; set server %[1]s state ready", server)
 }
 
 // Drain stops sending new sessions to a slot; its sessions finish.
@@ -311,9 +354,38 @@ func (r *Runtime) Drain(ctx context.Context, backend, slot string) error {
 	return r.expectEmpty(ctx, "set server "+backend+"/"+slot+" state drain")
 }
 
-// ParkSlot puts a slot in maintenance at the parked address.
+// ParkSlot moves a slot to the parked address and rests it there: down,
+// health 0, out of maintenance, its checks failing at once (nothing
+// listens there) every downinter. Maintenance would be the natural state,
+// but HAProxy (2.6 and later) keeps the check timer of a server in
+// maintenance ticking at its regular interval, so the member that fills
+// the slot would wait up to a whole interval for its first check; a down
+// server is checked every downinter, and so is the member that fills a
+// rested slot (FillRested). Going through maintenance first cuts the
+// sessions of a member that held the slot.
 func (r *Runtime) ParkSlot(ctx context.Context, backend, slot string) error {
-	return r.pointInMaint(ctx, backend, slot, ParkedAddress, ParkedPort)
+	if err := r.pointInMaint(ctx, backend, slot, ParkedAddress, ParkedPort); err != nil {
+		return err
+	}
+	return r.expectEmpty(ctx, rest(backend+"/"+slot))
+}
+
+// RestSlots rests parked slots ("backend/slot") already at the parked
+// address: a new worker starts them in maintenance, as the config says.
+// Commands go 30 slots to a CLI line.
+func (r *Runtime) RestSlots(ctx context.Context, slots []string) error {
+	for len(slots) > 0 {
+		n := min(len(slots), 30)
+		lines := make([]string, n)
+		for i, s := range slots[:n] {
+			lines[i] = rest(s)
+		}
+		if err := r.expectEmpty(ctx, strings.Join(lines, "; ")); err != nil {
+			return err
+		}
+		slots = slots[n:]
+	}
+	return nil
 }
 
 // pointInMaint puts a slot in maintenance and points it at addr:port.
@@ -322,6 +394,11 @@ func (r *Runtime) pointInMaint(ctx context.Context, backend, slot, addr string, 
 	if err := r.expectEmpty(ctx, "set server "+s+" state maint"); err != nil {
 		return err
 	}
+	return r.setAddr(ctx, s, addr, port)
+}
+
+// setAddr points server s ("backend/slot") at addr:port.
+func (r *Runtime) setAddr(ctx context.Context, s, addr string, port int) error {
 	out, err := r.Command(ctx, fmt.Sprintf("set server %s addr %s port %d", s, addr, port))
 	if err != nil {
 		return err

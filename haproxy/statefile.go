@@ -12,11 +12,15 @@ import (
 const ServerStateFile = "/var/lib/haproxy/incuslb-server-state"
 
 // StateFile keeps, from the answer of `show servers state`, the version
-// line, the header and the rows of the slots in keep ("pool/index", 0-based
-// as in Layout): the state file of a reload that must carry those slots'
-// admin state (a drain) over to the new worker. Every other server starts
-// as the config says. Rows are matched by column name, never position.
-func StateFile(showServersState string, keep map[string]bool) []byte {
+// line, the header and the rows a reload must carry over to the new
+// worker: the slots in draining ("pool/index", 0-based as in Layout), and
+// every slot of layout that keeps its endpoint (a parked slot stays
+// parked). So a draining member keeps draining, a member that is down
+// stays down until its checks pass, a member waiting for its first check
+// keeps waiting, and a parked slot keeps its health at 0. Every other
+// server starts as the config says. Rows are matched by column name, never
+// position.
+func StateFile(showServersState string, layout Layout, draining map[string]bool) []byte {
 	var out bytes.Buffer
 	out.WriteString("1\n")
 	cols := map[string]int{}
@@ -31,16 +35,36 @@ func StateFile(showServersState string, keep map[string]bool) []byte {
 			out.WriteString(line + "\n")
 			continue
 		}
-		be, bok := cols["be_name"]
-		srv, sok := cols["srv_name"]
 		f := strings.Fields(line)
-		if !bok || !sok || len(f) <= max(be, srv) {
+		get := func(c string) string {
+			if i, ok := cols[c]; ok && i < len(f) {
+				return f[i]
+			}
+			return ""
+		}
+		be, srv := get("be_name"), get("srv_name")
+		i, ok := SlotIndex(srv)
+		if be == "" || !ok {
 			continue
 		}
-		i, ok := SlotIndex(f[srv])
-		if ok && keep[f[be]+"/"+strconv.Itoa(i)] {
+		if draining[be+"/"+strconv.Itoa(i)] || keepsEndpoint(layout[be], i, get("srv_addr"), get("srv_port")) {
 			out.WriteString(line + "\n")
 		}
 	}
 	return out.Bytes()
+}
+
+// keepsEndpoint reports whether slot i of a pool's layout is at addr:port.
+func keepsEndpoint(slots []Slot, i int, addr, port string) bool {
+	if i >= len(slots) {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return false
+	}
+	if want := slots[i]; !want.Parked() {
+		return addr == want.Address && n == want.Port
+	}
+	return IsParked(addr, n)
 }

@@ -26,6 +26,7 @@ const (
 var (
 	DefaultInterval     = 5 * time.Second
 	DefaultSlowStart    = 30 * time.Second
+	DefaultDownInterval = 250 * time.Millisecond
 	DefaultDrainTimeout = 30 * time.Second
 	DefaultConnect      = 5 * time.Second
 	DefaultClient       = 60 * time.Second
@@ -57,6 +58,7 @@ func SetDefaults(lb *LoadBalancer) {
 	inheritCheck(&d.HealthCheck, HealthCheck{
 		Interval: Dur(DefaultInterval), Fall: DefaultFall, Rise: DefaultRise,
 		Path: DefaultCheckPath, Host: DefaultCheckHost, ExpectStatus: DefaultExpectStatus,
+		DownInterval: Dur(DefaultDownInterval),
 	})
 	orDur(&d.SlowStart, Dur(DefaultSlowStart))
 	orDur(&d.DrainTimeout, Dur(DefaultDrainTimeout))
@@ -68,6 +70,7 @@ func SetDefaults(lb *LoadBalancer) {
 	// on its own field, not twice).
 	orDur(&d.HardStopAfter, Dur(min(d.Timeouts.Tunnel.Duration, maxDuration)))
 	orInt(&d.Slots, DefaultSlots)
+	orString(&d.Join, JoinChecked)
 
 	for i := range s.Pools {
 		p := &s.Pools[i]
@@ -81,6 +84,7 @@ func SetDefaults(lb *LoadBalancer) {
 			orString(&p.Project, s.Instance.Project)
 			orString(&p.NIC, DefaultNIC)
 			orInt(&p.Slots, d.Slots)
+			orString(&p.Join, d.Join)
 		}
 	}
 }
@@ -90,6 +94,8 @@ func inheritCheck(c *HealthCheck, def HealthCheck) {
 	orDur(&c.Interval, def.Interval)
 	orInt(&c.Fall, def.Fall)
 	orInt(&c.Rise, def.Rise)
+	orDur(&c.FastInterval, def.FastInterval)
+	orDur(&c.DownInterval, def.DownInterval)
 	orString(&c.Path, def.Path)
 	orString(&c.Host, def.Host)
 	orString(&c.ExpectStatus, def.ExpectStatus)

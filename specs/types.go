@@ -111,7 +111,19 @@ type DefaultsSpec struct {
 	// Slots is how many server slots a selector pool gets in haproxy.cfg, so
 	// that members can join at run time without a reload. Default 16.
 	Slots int `json:"slots,omitempty"`
+	// Join is when a member that joins a selector pool gets its first
+	// client request: "checked" (default) after it passed health checks
+	// (rise of them; the first runs within downInterval), "immediate" at
+	// once, as soon as its slot fills (a request sent before its service
+	// listens is refused and redispatched).
+	Join string `json:"join,omitempty"`
 }
+
+// Join modes.
+const (
+	JoinChecked   = "checked"
+	JoinImmediate = "immediate"
+)
 
 // Timeouts are HAProxy's connection timeouts. Tunnel applies to upgraded
 // (WebSocket) connections.
@@ -128,6 +140,15 @@ type HealthCheck struct {
 	Interval Duration `json:"interval,omitzero"` // default 5s
 	Fall     int      `json:"fall,omitempty"`    // default 3
 	Rise     int      `json:"rise,omitempty"`    // default 2
+	// FastInterval is the interval while a server's health is in
+	// transition: after a failed check of an UP server (so it falls
+	// sooner) and after a passed check of a DOWN one (so it rises sooner).
+	// HAProxy's fastinter. Default: interval.
+	FastInterval Duration `json:"fastInterval,omitzero"`
+	// DownInterval is the interval while a server is DOWN, and how soon a
+	// joining member gets its first check (a parked slot waits on this
+	// timer). HAProxy's downinter. Default 250ms.
+	DownInterval Duration `json:"downInterval,omitzero"`
 	// Path requested with GET. Default "/".
 	Path string `json:"path,omitempty"`
 	// Host header sent with the check. Default "localhost".
@@ -189,6 +210,7 @@ type Pool struct {
 	BackendTLS  *BackendTLS `json:"backendTLS,omitempty"`
 	SlowStart   Duration    `json:"slowStart,omitzero"` // default spec.defaults.slowStart; "0s" means none
 	Slots       int         `json:"slots,omitempty"`    // default spec.defaults.slots
+	Join        string      `json:"join,omitempty"`     // default spec.defaults.join
 }
 
 // Server is a static pool member.

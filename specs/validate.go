@@ -99,12 +99,20 @@ func validateInstance(e *errs, in *InstanceSpec) {
 	}
 }
 
+// ReservedPort is the port of haproxy.ParkedAddress (haproxy.ParkedPort):
+// the LB binds nothing there, so the checks of parked slots keep failing.
+const ReservedPort = 1
+
 func validatePorts(e *errs, s *LoadBalancerSpec) {
 	type use struct{ path string }
 	seen := map[int]string{}
 	check := func(path string, port int) {
 		if port < 1 || port > 65535 {
 			e.add(path, "must be between 1 and 65535, not %d", port)
+			return
+		}
+		if port == ReservedPort {
+			e.add(path, "port %d is reserved: incuslb parks the free slots of its pools at 127.0.0.1:%d, where nothing may answer", port, port)
 			return
 		}
 		if other, dup := seen[port]; dup {
@@ -129,6 +137,7 @@ func validateDefaults(e *errs, d *DefaultsSpec) {
 	validateCheck(e, "spec.defaults.healthCheck", &d.HealthCheck)
 	validateDuration(e, "spec.defaults.slowStart", d.SlowStart, 0)
 	validateDuration(e, "spec.defaults.drainTimeout", d.DrainTimeout, 0)
+	validateJoin(e, "spec.defaults.join", d.Join)
 	validateDuration(e, "spec.defaults.timeouts.connect", d.Timeouts.Connect, time.Millisecond)
 	validateDuration(e, "spec.defaults.timeouts.client", d.Timeouts.Client, time.Millisecond)
 	validateDuration(e, "spec.defaults.timeouts.server", d.Timeouts.Server, time.Millisecond)
@@ -215,6 +224,12 @@ func validatePool(e *errs, path string, p *Pool) {
 	}
 	validateCheck(e, path+".healthCheck", &p.HealthCheck)
 	validateDuration(e, path+".slowStart", p.SlowStart, 0)
+	switch {
+	case len(p.Servers) > 0 && p.Join != "":
+		e.add(path+".join", "applies to selector pools only (static servers never join at run time)")
+	case len(p.Servers) == 0:
+		validateJoin(e, path+".join", p.Join)
+	}
 	if t := p.BackendTLS; t != nil {
 		if t.Verify != VerifyNone && t.Verify != VerifyRequired {
 			e.add(path+".backendTLS.verify", "must be none or required, not %q", t.Verify)
@@ -236,6 +251,10 @@ func validatePool(e *errs, path string, p *Pool) {
 
 func validateCheck(e *errs, path string, c *HealthCheck) {
 	validateDuration(e, path+".interval", c.Interval, 100*time.Millisecond)
+	if c.FastInterval.Set {
+		validateDuration(e, path+".fastInterval", c.FastInterval, 100*time.Millisecond)
+	}
+	validateDuration(e, path+".downInterval", c.DownInterval, 100*time.Millisecond)
 	if c.Fall < 1 || c.Fall > maxFallRise {
 		e.add(path+".fall", "must be between 1 and %d, not %d", maxFallRise, c.Fall)
 	}
@@ -283,6 +302,12 @@ func validateRoutes(e *errs, routes []Route, pools map[string]int) {
 		} else {
 			matches[key] = i
 		}
+	}
+}
+
+func validateJoin(e *errs, path, join string) {
+	if join != JoinChecked && join != JoinImmediate {
+		e.add(path, "must be %s or %s, not %q", JoinChecked, JoinImmediate, join)
 	}
 }
 

@@ -51,6 +51,8 @@ func TestValidate(t *testing.T) {
 			[]string{"spec.frontend.httpPort: must be between 1 and 65535, not 70000"}},
 		{"pool port zero", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].Port = -1 },
 			[]string{"spec.pools[0].port: must be between 1 and 65535"}},
+		{"the parked port", func(lb *specs.LoadBalancer) { lb.Spec.Stats.Port = 1 },
+			[]string{"spec.stats.port: port 1 is reserved"}},
 		{"port used twice", func(lb *specs.LoadBalancer) { lb.Spec.Stats.Port = 80 },
 			[]string{"spec.stats.port: port 80 is already used by spec.frontend.httpPort"}},
 		{"https port clashes only with tls", func(lb *specs.LoadBalancer) {
@@ -61,6 +63,17 @@ func TestValidate(t *testing.T) {
 			[]string{"spec.frontend.tls.certificateFile: is required"}},
 		{"bad duration", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].HealthCheck.Interval = specs.Dur(10) },
 			[]string{"spec.pools[0].healthCheck.interval: must be at least 100ms"}},
+		{"down interval too short", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].HealthCheck.DownInterval = specs.Dur(50e6) },
+			[]string{"spec.pools[0].healthCheck.downInterval: must be at least 100ms, not 50ms"}},
+		{"explicit zero fast interval", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].HealthCheck.FastInterval = specs.Dur(0) },
+			[]string{"spec.pools[0].healthCheck.fastInterval: must be at least 100ms, not 0s"}},
+		{"unknown join", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].Join = "eager" },
+			[]string{`spec.pools[0].join: must be checked or immediate, not "eager"`}},
+		{"join on a static pool", func(lb *specs.LoadBalancer) {
+			p := static
+			p.Join = specs.JoinImmediate
+			lb.Spec.Pools = append(lb.Spec.Pools, p)
+		}, []string{"spec.pools[1].join: applies to selector pools only"}},
 		{"too long", func(lb *specs.LoadBalancer) { lb.Spec.Defaults.Timeouts.Tunnel = specs.Dur(48 * 3600e9) },
 			[]string{"spec.defaults.timeouts.tunnel: must be at most 24h0m0s"}},
 		{"regex does not compile", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].HealthCheck.ExpectStatus = "^[23" },

@@ -97,7 +97,7 @@ func TestRenderShowsEverySeedDirective(t *testing.T) {
 		"    http-check send meth GET uri /api/v1/health ver HTTP/1.1 hdr Host localhost\n",
 		"    http-check send meth GET uri / ver HTTP/1.1 hdr Host forgejo.example.org\n",
 		"    http-check expect rstatus ^[23]\n",
-		"inter 5s fall 3 rise 2 slowstart 30s on-marked-down shutdown-sessions",
+		"inter 5s downinter 250ms fall 3 rise 2 slowstart 30s on-marked-down shutdown-sessions",
 		"ssl verify none sni str(forgejo.example.org)",
 		"    timeout tunnel 1h\n",
 		"    server srv1 10.77.0.11:8080 check # backend-api-1\n",

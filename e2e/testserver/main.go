@@ -2,9 +2,9 @@
 //
 // In app mode it answers on each of -ports with its name: every response
 // carries "X-Served-By: NAME" and the body "NAME PATH\n"; /api/v1/health and
-// /health answer 200; /slow?d=DURATION answers after that long (for drain
-// tests); /ws is a WebSocket that first sends NAME, then echoes every
-// message it gets.
+// /health answer 200, or 503 while the file /run/testserver.sick exists;
+// /slow?d=DURATION answers after that long (for drain tests); /ws is a
+// WebSocket that first sends NAME, then echoes every message it gets.
 //
 // In forgejo mode it behaves like the seed's Forgejo: HTTPS only on -addr
 // with a self-signed certificate made at start, plain HTTP gets 400, a
@@ -80,6 +80,9 @@ func serve(f func() error) {
 	}
 }
 
+// sickFile makes the health endpoints fail while it exists.
+const sickFile = "/run/testserver.sick"
+
 func app(name string) http.Handler {
 	upgrader := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -101,6 +104,10 @@ func app(name string) http.Handler {
 				}
 			}
 		case "/api/v1/health", "/health":
+			if _, err := os.Stat(sickFile); err == nil {
+				http.Error(w, "sick", http.StatusServiceUnavailable)
+				return
+			}
 			fmt.Fprintln(w, "ok")
 			return
 		case "/slow":

@@ -1,0 +1,73 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/incuslb/incuslb/specs"
+)
+
+// forgetNeighbours deletes the LB container's neighbour (ARP) entries for
+// the addresses of joining members. An address Incus hands out again (to a
+// new instance, with a new MAC) may still have an entry from its last
+// owner: the container's kernel keeps sending to the old MAC until the
+// entry goes stale and fails its probes, some 5 to 15 s, and the new
+// member's first checks time out meanwhile. With no entry, the first
+// packet resolves the address afresh.
+//
+// It speaks rtnetlink through perl (perl-base is Essential; iproute2 is
+// not in a minimal image). Failing to forget only delays a join, so it is
+// reported, never fatal. It prints how many entries it deleted.
+func (a *Applier) forgetNeighbours(ctx context.Context, lb *specs.LoadBalancer, addrs []string) (int, error) {
+	var args []string
+	for _, s := range addrs {
+		if ip := net.ParseIP(s).To4(); ip != nil {
+			args = append(args, ip.String())
+		}
+	}
+	if len(args) == 0 {
+		return 0, nil
+	}
+	in := lb.Spec.Instance
+	res, err := a.Incus.Exec(ctx, in.Project, in.Name, append([]string{"perl", "-e", forgetNeighboursScript}, args...), nil)
+	if err != nil {
+		return 0, err
+	}
+	if res.Code != 0 {
+		return 0, fmt.Errorf("forgetting neighbour entries failed (exit %d): %s", res.Code, tail(res.Output(), 3))
+	}
+	var n int
+	_, _ = fmt.Sscanf(strings.TrimSpace(string(res.Stdout)), "%d", &n)
+	return n, nil
+}
+
+// forgetNeighboursScript sends RTM_DELNEIGH for every address (argv) on
+// every interface, and counts the entries the kernel acknowledged.
+// struct ndmsg is family, pad, pad, ifindex, state, flags, type; NDA_DST is
+// attribute 1.
+const forgetNeighboursScript = `
+use strict; use Socket;
+socket(my $s, 16, 3, 0) or die "netlink: $!\n";      # AF_NETLINK, SOCK_RAW, NETLINK_ROUTE
+my $kernel = pack("S S L L", 16, 0, 0, 0);
+my @if;
+opendir(my $d, "/sys/class/net") or die "/sys/class/net: $!\n";
+for my $n (readdir $d) {
+  next if $n =~ /^\./ || $n eq "lo";
+  open(my $f, "<", "/sys/class/net/$n/ifindex") or next;
+  my $i = <$f>; chomp $i; push @if, $i if $i =~ /^\d+$/;
+}
+my ($seq, $gone) = (0, 0);
+for my $a (@ARGV) {
+  my $ip = inet_aton($a) or next;
+  for my $i (@if) {
+    my $body = pack("C C S l S C C", 2, 0, 0, $i, 0, 0, 0) . pack("S S", 8, 1) . $ip;
+    send($s, pack("L S S L L", 16 + length($body), 29, 5, ++$seq, 0) . $body, 0, $kernel) or die "send: $!\n";
+    my $buf = ""; defined recv($s, $buf, 4096, 0) or die "recv: $!\n";
+    my ($len, $type) = unpack("L S", $buf);
+    $gone++ if $type == 2 && unpack("l", substr($buf, 16, 4)) == 0;   # NLMSG_ERROR, error 0: deleted
+  }
+}
+print "$gone\n";
+`

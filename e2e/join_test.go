@@ -1,0 +1,165 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/incuslb/incuslb/haproxy"
+)
+
+// Joins gated by health: a member takes no client request before it has
+// passed a health check, its first check comes within downInterval (not one
+// interval later), and a member at an address another instance had before
+// joins as fast.
+const joinLB = "e2e-join-lb"
+
+// The interval is long on purpose: a join that waited for the next regular
+// check would take up to 10 s; downInterval (250ms by default) is what
+// brings the first check of a joining member.
+const joinSpecTemplate = `apiVersion: incuslb/v1alpha1
+kind: LoadBalancer
+metadata: {name: e2e-join}
+spec:
+  instance: {name: e2e-join-lb, project: %[1]s, image: lb-haproxy}
+  defaults:
+    healthCheck: {interval: 10s, fall: 2, rise: 1}
+    slowStart: 0s
+    timeouts: {connect: 1s}
+  routes: [{pool: join_pool}]
+  pools:
+    - {name: join_pool, selector: {user.role: joiner}, port: 8080, healthCheck: {path: /health}}
+`
+
+// joinSoon bounds how long a join may take here: well under the 10 s
+// interval, with room for a loaded CI machine.
+const joinSoon = 5 * time.Second
+
+var _ = Describe("joins gated by health on real Incus", Ordered, func() {
+	var (
+		ctl      *controllerProcess
+		staticIP string // outside the bridge's DHCP range (hack/incus-env.sh)
+	)
+	client := &http.Client{Timeout: 3 * time.Second}
+	get := func() (string, error) {
+		resp, err := client.Get("http://" + ipv4(joinLB) + "/")
+		if err != nil {
+			return "", err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return "", fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return resp.Header.Get("X-Served-By"), nil
+	}
+	// serves reports whether member answers one of a few requests (round
+	// robin over at most two members).
+	serves := func(member string) bool {
+		for i := 0; i < 4; i++ {
+			if by, _ := get(); by == member {
+				return true
+			}
+		}
+		return false
+	}
+	// launchAt starts a testserver member at a static address, not yet
+	// labelled, with its health check failing when sick.
+	launchAt := func(name string, sick bool) {
+		GinkgoHelper()
+		incusOK("launch", image, name, "--device", "eth0,ipv4.address="+staticIP)
+		startTestserver(name, "app")
+		if sick {
+			incusOK("exec", name, "--", "touch", "/run/testserver.sick")
+		}
+		Eventually(func() string { return ipv4(name) }, instanceUp, 200*time.Millisecond).Should(Equal(staticIP))
+	}
+	// timeToServe labels member and returns how long until it serves.
+	timeToServe := func(member string) time.Duration {
+		GinkgoHelper()
+		start := time.Now()
+		Eventually(func() bool { return serves(member) }, joinSoon, 50*time.Millisecond).Should(BeTrue(),
+			"%s did not serve within %v of its health check passing", member, joinSoon)
+		return time.Since(start)
+	}
+
+	BeforeAll(func() {
+		out := strings.TrimSpace(incusOK("network", "get", "incusbr0", "ipv4.address"))
+		staticIP = strings.Join(strings.Split(strings.Split(out, "/")[0], ".")[:3], ".") + ".201"
+		backend("e2e-join-1", "app", map[string]string{"user.role": "joiner"})
+		dir := filepath.Join(workDir, "join-specs")
+		Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
+		Expect(os.WriteFile(filepath.Join(dir, "join.yaml"), []byte(withImage(fmt.Sprintf(joinSpecTemplate, project))), 0o644)).To(Succeed())
+		ctl = startController(dir)
+		Eventually(ctl.ready, applySettles, 250*time.Millisecond).Should(BeTrue())
+		Eventually(func() bool { return serves("e2e-join-1") }, applySettles, 250*time.Millisecond).Should(BeTrue())
+	})
+	AfterAll(func() {
+		if CurrentSpecReport().Failed() {
+			dumpLB(joinLB)
+			fmt.Fprintf(GinkgoWriter, "controller log:\n%s\n", ctl.log.String())
+		}
+		ctl.stop()
+	})
+
+	It("sends a joining member no request before it passes a check, and checks it at once", func() {
+		launchAt("e2e-join-2", true)
+		incusOK("config", "set", "e2e-join-2", "user.role=joiner")
+		Eventually(func() string { return stateAt(joinLB, "join_pool", staticIP) }, applySettles, 100*time.Millisecond).Should(Equal("DOWN"))
+		// Its service answers, its check fails: 40 requests over 2 s all
+		// go to the old member, and none fails.
+		for i := 0; i < 40; i++ {
+			by, err := get()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(by).To(Equal("e2e-join-1"), "request %d went to a member that has not passed a check", i)
+			time.Sleep(50 * time.Millisecond)
+		}
+		incusOK("exec", "e2e-join-2", "--", "rm", "/run/testserver.sick")
+		took := timeToServe("e2e-join-2")
+		fmt.Fprintf(GinkgoWriter, "healthy -> first request served: %v (interval 10s)\n", took)
+	})
+
+	It("joins a member at a reused address as fast as a fresh one", func() {
+		// The LB's kernel knows the address at e2e-join-2's MAC. A new
+		// instance gets the same address with another MAC.
+		incusOK("delete", "--force", "e2e-join-2")
+		Eventually(func() string { return stateAt(joinLB, "join_pool", staticIP) }, applySettles, 100*time.Millisecond).Should(Equal(""))
+		launchAt("e2e-join-3", false)
+		start := time.Now()
+		incusOK("config", "set", "e2e-join-3", "user.role=joiner")
+		Eventually(func() bool { return serves("e2e-join-3") }, joinSoon, 50*time.Millisecond).Should(BeTrue(),
+			"a member at a reused address did not serve within %v", joinSoon)
+		fmt.Fprintf(GinkgoWriter, "reused address: labelled -> first request served: %v\n", time.Since(start))
+		Expect(ctl.log.String()).To(ContainSubstring("forgot stale neighbour entries"))
+	})
+})
+
+// runtimeOf reaches the runtime API of LB instance lb through the host-side
+// sockets.
+func runtimeOf(lb string) *haproxy.Runtime {
+	base := "/run/incuslb/" + project + "_" + lb
+	return &haproxy.Runtime{Admin: haproxy.UnixDialer(base + ".admin.sock"), Master: haproxy.UnixDialer(base + ".master.sock")}
+}
+
+// stateAt is the state of the slot of pool at addr (UP, DOWN, DRAIN), or ""
+// when no slot holds it.
+func stateAt(lb, pool, addr string) string {
+	states, err := runtimeOf(lb).ServersState(context.Background(), pool)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	for _, s := range states {
+		if s.Address == addr && s.State() != "MAINT" {
+			return s.State()
+		}
+	}
+	return ""
+}
