@@ -23,7 +23,7 @@ func TestStateFileCarriesWhatKeepsItsPlace(t *testing.T) {
 		{Member: "a1", Address: "10.0.0.11", Port: 8080}, // same endpoint: carried (UP)
 		{Member: "a2", Address: "10.0.0.12", Port: 8080}, // same endpoint: carried (DOWN, health 0)
 		{Member: "a4", Address: "10.0.0.14", Port: 8080}, // another member: config state
-		{},                                               // parked, was parked: carried
+		{}, // parked, was parked: carried
 		{Member: "a5", Address: "10.0.0.15", Port: 8080}, // joins a parked slot: config state
 	}}
 	got := string(haproxy.StateFile(show, layout, map[string]bool{"api/2": true}))
