@@ -46,11 +46,11 @@ func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, l *listi
 			}
 		}
 		for i := range insts {
-			// An instance Incus is shutting down cleanly leaves at once: its
-			// network goes away a second or two into `incus stop`, before
-			// Incus reports it stopped.
+			// An instance Incus is shutting down cleanly leaves at once,
+			// drained (see leavers): its network goes away a second or two
+			// into `incus stop`, before Incus reports it stopped.
 			if insts[i].Running() && a.stopping(project, insts[i].Name) {
-				insts[i].Status = "Stopping"
+				insts[i].Status = statusStopping
 			}
 			d.seen[project+"/"+insts[i].Name] = insts[i]
 		}
@@ -186,6 +186,10 @@ func matches(config, selector map[string]string) bool {
 // DrainKey, set to "true" on a member instance, takes it out of its pools
 // gracefully.
 const DrainKey = "user.incuslb.drain"
+
+// statusStopping marks, in a discovery, a running instance Incus has begun
+// to shut down cleanly.
+const statusStopping = "Stopping"
 
 // stoppingFor bounds how long an instance-shutdown event keeps its instance
 // out of the pools when no instance-stopped follows (a stop that failed).

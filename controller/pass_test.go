@@ -308,19 +308,27 @@ func TestMembershipChangesGoThroughTheRuntimeAPI(t *testing.T) {
 }
 
 // At the start of a clean `incus stop` the member still runs, but its
-// network is about to go: the instance-shutdown event takes it out at once
-// (parked, no reload), and instance-started lets it back.
-func TestACleanStopTakesTheMemberOutAtOnce(t *testing.T) {
+// network is about to go: the instance-shutdown event drains it at once (no
+// new request; those sent finish while its service shuts down), the
+// instance-stopped event parks it, and instance-started lets it back.
+func TestACleanStopDrainsTheMemberAtOnce(t *testing.T) {
 	f := newFake()
 	f.members = []incus.Instance{member("api-1", "10.0.0.11"), member("api-2", "10.0.0.12")}
 	a := &Applier{Incus: f, Log: logr.Discard()}
 	lb := testLB(t, false)
 	apply(t, a, lb)
 	a.InstanceEvent(incus.LifecycleEvent{Action: "instance-shutdown", Project: "default", Name: "api-2"})
+	f.hap.sessions = map[string]int{"api/srv2": 1}
 	p := apply(t, a, lb)
-	if p.Reload != "" || len(p.Runtime) != 1 || !strings.Contains(p.Runtime[0], "srv2 parked") {
+	if p.Reload != "" || len(p.Runtime) != 1 || !strings.Contains(p.Runtime[0], "srv2 draining api-2") || !p.Converging() {
 		t.Fatalf("%+v", p)
 	}
+	f.members[1].Status = "Stopped"
+	a.InstanceEvent(incus.LifecycleEvent{Action: "instance-stopped", Project: "default", Name: "api-2"})
+	if p = apply(t, a, lb); len(p.Runtime) != 1 || !strings.Contains(p.Runtime[0], "srv2 parked") {
+		t.Fatalf("%+v", p)
+	}
+	f.members[1].Status = "Running"
 	a.InstanceEvent(incus.LifecycleEvent{Action: "instance-started", Project: "default", Name: "api-2"})
 	if p = apply(t, a, lb); len(p.Runtime) != 1 || !strings.Contains(p.Runtime[0], "<- api-2") {
 		t.Fatalf("%+v", p)

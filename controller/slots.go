@@ -162,7 +162,9 @@ func leavers(lb *specs.LoadBalancer, prev haproxy.Layout, disc *discovery) []lea
 			}
 			l := leaver{pool: p.Name, slot: i, member: s}
 			if inst, ok := disc.seen[p.Project+"/"+s.Member]; ok {
-				l.running = inst.Running() && inst.IPv4(p.NIC) == s.Address
+				// A clean stop drains too: requests already sent finish
+				// while its service shuts down gracefully.
+				l.running = (inst.Running() || inst.Status == statusStopping) && inst.IPv4(p.NIC) == s.Address
 			}
 			out = append(out, l)
 		}

@@ -8,8 +8,15 @@
 //	(a) Incus event -> runtime change applied (stop -> slot parked; start ->
 //	    slot filled, which includes waiting for the DHCP address)
 //	(b) instance started -> first request served by it through the LB
-//	(c) churn under a fixed-rate load: 100 graceful membership changes and
-//	    10 structural reloads, beside the same run with a reload per change
+//	(c) churn under a fixed-rate open-loop load, half keep-alive and half
+//	    new connections: clean stop/start cycles, label flips, hard kills
+//	    and structural reloads, one at a time; failed requests by the kind
+//	    of event whose window they fell in
+//	(e) WebSockets held through the churn; breaks by cause
+//	(f) joins, from the moment the controller can know (an address
+//	    visible, a label set) to the first request served, split into the
+//	    controller's part, the first passing check and the first request;
+//	    at a reused address and at a fresh one
 package main
 
 import (
@@ -27,8 +34,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/incuslb/incuslb/e2e/testenv"
@@ -37,11 +42,15 @@ import (
 )
 
 var (
-	cycles  = flag.Int("cycles", 20, "start/stop cycles for (a) and (b)")
-	changes = flag.Int("changes", 100, "graceful membership changes for (c)")
-	reloads = flag.Int("reloads", 10, "structural reloads for (c)")
-	rate    = flag.Int("rate", 200, "requests per second of the load in (c)")
-	keep    = flag.Bool("keep", false, "keep the project afterwards")
+	cycles     = flag.Int("cycles", 20, "start/stop cycles for (a) and (b)")
+	joins      = flag.Int("joins", 10, "joins at a reused and at a fresh address for (f)")
+	cleanStops = flag.Int("clean-stops", 50, "clean stop/start cycles in the churn (c)")
+	labelFlips = flag.Int("label-flips", 50, "label flips (join/leave) in the churn (c)")
+	hardKills  = flag.Int("hard-kills", 20, "hard kills in the churn (c)")
+	structural = flag.Int("reloads", 10, "structural reloads in the churn (c)")
+	sockets    = flag.Int("websockets", 500, "WebSockets held through the churn (e)")
+	rate       = flag.Int("rate", 200, "requests per second of the load in (c)")
+	keep       = flag.Bool("keep", false, "keep the project afterwards")
 )
 
 const (
@@ -55,6 +64,8 @@ type bench struct {
 	rt                         *haproxy.Runtime
 	client                     *http.Client
 	events                     chan incus.LifecycleEvent
+	ic                         *incus.Client
+	serverTimeout              string // the spec's, toggled for a structural reload
 }
 
 func main() {
@@ -89,23 +100,22 @@ func run() error {
 		defer b.cleanup()
 	}
 	for _, n := range []string{"bench-a", "bench-b", "bench-c"} {
-		if err := b.backend(n, "user.role=bench"); err != nil {
+		if err := b.backend(n, "user.role=bench", ""); err != nil {
 			return err
 		}
 	}
-	if err := b.backend("bench-x", ""); err != nil {
+	if err := b.backend("bench-x", "", ""); err != nil {
 		return err
 	}
 
 	// Events, as Incus reports them, for the timestamps.
-	c, err := incus.Connect(context.Background(), "")
-	if err != nil {
+	if b.ic, err = incus.Connect(context.Background(), ""); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		_ = c.WatchLifecycle(ctx, nil, func(ev incus.LifecycleEvent) {
+		_ = b.ic.WatchLifecycle(ctx, nil, func(ev incus.LifecycleEvent) {
 			if ev.Project == b.project {
 				select {
 				case b.events <- ev:
@@ -115,53 +125,36 @@ func run() error {
 		})
 	}()
 
+	// (a), (b) and (f) measure the controller's and HAProxy's share of a
+	// join: no ramp, and one passing check makes a member UP.
+	slowStart, rise = "0s", 1
 	fmt.Fprintln(os.Stderr, "== (a)+(b): start/stop cycles")
 	ctl, err := b.startController(false)
 	if err != nil {
 		return err
 	}
-	stopLat, startLat, servedLat, err := b.cycles()
+	cyc, err := b.cycles()
+	if err != nil {
+		ctl.stop()
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "== (f): joins at a reused and at a fresh address")
+	reused, fresh, err := b.joinSeries()
 	ctl.stop()
 	if err != nil {
 		return err
 	}
-	slowStart = "1s"
-	fmt.Fprintln(os.Stderr, "== (c): churn with the runtime API")
-	ctl, err = b.startController(false)
-	if err != nil {
+	slowStart, rise = "1s", 2
+	fmt.Fprintln(os.Stderr, "== (c)+(e): churn under load, WebSockets held")
+	if ctl, err = b.startController(false); err != nil {
 		return err
 	}
-	churnRuntime, err := b.churn()
+	ch, err := b.churn()
 	ctl.stop()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(os.Stderr, "== (c): churn with a reload per change (the seed's way)")
-	ctl, err = b.startController(true)
-	if err != nil {
-		return err
-	}
-	churnReload, err := b.churn()
-	ctl.stop()
-	if err != nil {
-		return err
-	}
-
-	fmt.Printf("| measure | samples | p50 | p99 | max | target |\n|---|---|---|---|---|---|\n")
-	row := func(name string, d []time.Duration, target string) {
-		fmt.Printf("| %s | %d | %s | %s | %s | %s |\n", name, len(d), ms(pct(d, 50)), ms(pct(d, 99)), ms(pct(d, 100)), target)
-	}
-	row("(a) instance-stopped event -> slot parked (runtime API)", stopLat, "p99 < 50 ms")
-	row("(a) instance-started event -> slot filled (incl. DHCP wait)", startLat, "-")
-	row("(b) instance started -> first request served by it (slowStart 0)", servedLat, "p50 < 1.5 s")
-	fmt.Printf("\n| (c) churn at %d rps | requests | failed | p99 latency | worst 1 s window | HAProxy reloads |\n|---|---|---|---|---|---|\n", *rate)
-	for _, r := range []struct {
-		name string
-		c    churnResult
-	}{{"runtime API (incuslb)", churnRuntime}, {"reload per change (seed)", churnReload}} {
-		fmt.Printf("| %s | %d | %d | %s | %d rps | %d |\n", r.name, r.c.requests, r.c.failed, ms(r.c.p99), r.c.worstWindow, r.c.reloads)
-	}
-	fmt.Printf("\n(c): %d graceful membership changes (user.incuslb.drain toggled on one of 3 members) and %d structural reloads (a spec timeout toggled).\n", *changes, *reloads)
+	report(cyc, reused, fresh, ch)
 	return nil
 }
 
@@ -194,11 +187,15 @@ func (b *bench) incus(args ...string) error {
 }
 
 // backend launches a container running testserver, labelled with label
-// (KEY=VALUE, or "" for none), and waits until it serves.
-func (b *bench) backend(name, label string) error {
+// (KEY=VALUE, or "" for none), at a static address unless addr is "", and
+// waits until it serves.
+func (b *bench) backend(name, label, addr string) error {
 	args := []string{"launch", "lb-haproxy", name}
 	if label != "" {
 		args = append(args, "-c", label)
+	}
+	if addr != "" {
+		args = append(args, "--device", "eth0,ipv4.address="+addr)
 	}
 	if err := b.incus(args...); err != nil {
 		return err
@@ -214,7 +211,7 @@ metadata: {name: bench}
 spec:
   instance: {name: bench-lb, project: %s, image: lb-haproxy}
   defaults:
-    healthCheck: {interval: 1s, fall: 3, rise: 2}
+    healthCheck: {interval: 1s, fall: 3, rise: %d}
     slowStart: %s
     drainTimeout: 5s
     timeouts: {connect: 1s, server: %s}
@@ -223,16 +220,20 @@ spec:
     - {name: bench_pool, selector: {user.role: bench}, port: 8080, healthCheck: {path: /health}}
 `
 
-// slowStart is the spec's slowstart: 0s for the start/stop cycles, which
-// measure when a started member is first served (a ramp would delay it on
-// purpose), 1s for the churn.
-var slowStart = "0s"
+// slowStart and rise are the spec's: 0s and 1 for the start/stop cycles
+// and the joins, which measure when a started member is first served (a
+// ramp would delay it on purpose, and rise 1 makes the first passing check
+// the one that counts), 1s and 2 for the churn.
+var (
+	slowStart = "0s"
+	rise      = 1
+)
 
 func (b *bench) writeSpec(serverTimeout string) error {
 	dir := filepath.Join(b.work, "specs")
 	_ = os.MkdirAll(dir, 0o755)
 	tmp := filepath.Join(dir, ".bench.yaml.tmp")
-	if err := os.WriteFile(tmp, []byte(fmt.Sprintf(specTemplate, b.project, slowStart, serverTimeout)), 0o644); err != nil {
+	if err := os.WriteFile(tmp, []byte(fmt.Sprintf(specTemplate, b.project, rise, slowStart, serverTimeout)), 0o644); err != nil {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, "bench.yaml"))
@@ -255,7 +256,8 @@ func (p *controllerProc) stop() {
 
 // startController runs `incuslb run` and waits until the LB serves.
 func (b *bench) startController(forceReload bool) (*controllerProc, error) {
-	if err := b.writeSpec("60s"); err != nil {
+	b.serverTimeout = "60s"
+	if err := b.writeSpec(b.serverTimeout); err != nil {
 		return nil, err
 	}
 	args := []string{"run", "--spec", filepath.Join(b.work, "specs"), "--listen", "", "--resync", "1m"}
@@ -338,63 +340,6 @@ func (b *bench) waitSlot(addr string, filled bool) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("slot for %s never became filled=%t", addr, filled)
 }
 
-func (b *bench) cycles() (stopLat, startLat, servedLat []time.Duration, err error) {
-	if err := b.incus("config", "set", "bench-x", "user.role=bench"); err != nil {
-		return nil, nil, nil, err
-	}
-	if err := b.incus("stop", "--force", "bench-x"); err != nil {
-		return nil, nil, nil, err
-	}
-	addr := ""
-	for i := 0; i < *cycles; i++ {
-		drain(b.events)
-		if err := b.incus("start", "bench-x"); err != nil {
-			return nil, nil, nil, err
-		}
-		started, err := b.waitEvent("bench-x", "instance-started")
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		// Served through the LB, and filled, measured at once.
-		served := make(chan time.Time, 1)
-		go func() {
-			for d := time.Now().Add(30 * time.Second); time.Now().Before(d); time.Sleep(10 * time.Millisecond) {
-				if _, by, err := b.get("/"); err == nil && by == "bench-x" {
-					served <- time.Now()
-					return
-				}
-			}
-			served <- time.Time{}
-		}()
-		for addr = b.ipv4("bench-x"); addr == ""; addr = b.ipv4("bench-x") {
-			time.Sleep(20 * time.Millisecond)
-		}
-		filledAt, err := b.waitSlot(addr, true)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		startLat = append(startLat, filledAt.Sub(started))
-		if t := <-served; !t.IsZero() {
-			servedLat = append(servedLat, t.Sub(started))
-		}
-		drain(b.events)
-		if err := b.incus("stop", "--force", "bench-x"); err != nil {
-			return nil, nil, nil, err
-		}
-		stopped, err := b.waitEvent("bench-x", "instance-stopped")
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		parkedAt, err := b.waitSlot(addr, false)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		stopLat = append(stopLat, parkedAt.Sub(stopped))
-		fmt.Fprintf(os.Stderr, "cycle %d: stop->parked %s, start->filled %s\n", i+1, ms(stopLat[i]), ms(startLat[i]))
-	}
-	return stopLat, startLat, servedLat, b.incus("config", "unset", "bench-x", "user.role")
-}
-
 func drain(ch chan incus.LifecycleEvent) {
 	for {
 		select {
@@ -403,114 +348,6 @@ func drain(ch chan incus.LifecycleEvent) {
 			return
 		}
 	}
-}
-
-type churnResult struct {
-	requests, failed int
-	p99              time.Duration
-	worstWindow      int
-	reloads          int
-}
-
-// churn sends a fixed-rate load (open loop: a request every 1/rate s
-// whatever the answers) while members are drained and rejoin, and the spec
-// changes structurally now and then.
-func (b *bench) churn() (churnResult, error) {
-	before, err := b.rt.ShowProc(context.Background())
-	if err != nil {
-		return churnResult{}, err
-	}
-	type sample struct {
-		at  time.Time
-		lat time.Duration
-		ok  bool
-	}
-	var (
-		mu      sync.Mutex
-		samples []sample
-		stop    atomic.Bool
-		wg      sync.WaitGroup
-	)
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-	go func() {
-		tick := time.NewTicker(time.Second / time.Duration(*rate))
-		defer tick.Stop()
-		for range tick.C {
-			if stop.Load() {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				start := time.Now()
-				resp, err := client.Get("http://" + b.lbAddr + "/api/v1/items")
-				ok := err == nil && resp.StatusCode == 200
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				mu.Lock()
-				samples = append(samples, sample{start, time.Since(start), ok})
-				mu.Unlock()
-			}()
-		}
-	}()
-	members := []string{"bench-a", "bench-b", "bench-c"}
-	every := max(1, *changes / *reloads)
-	for i := 0; i < *changes; i++ {
-		m := members[(i/2)%len(members)]
-		if i%2 == 0 {
-			err = b.incus("config", "set", m, "user.incuslb.drain=true")
-		} else {
-			err = b.incus("config", "unset", m, "user.incuslb.drain")
-		}
-		if err != nil {
-			break
-		}
-		if (i+1)%every == 0 {
-			if err = b.writeSpec(fmt.Sprintf("%ds", 60+(i+1)/every%2)); err != nil {
-				break
-			}
-		}
-		time.Sleep(400 * time.Millisecond)
-	}
-	time.Sleep(3 * time.Second) // let the last change settle under load
-	stop.Store(true)
-	wg.Wait()
-	if err != nil {
-		return churnResult{}, err
-	}
-	after, err := b.rt.ShowProc(context.Background())
-	if err != nil {
-		return churnResult{}, err
-	}
-	r := churnResult{requests: len(samples), reloads: after.Reloads - before.Reloads}
-	var lats []time.Duration
-	windows := map[int64]int{}
-	var first, last time.Time
-	for _, s := range samples {
-		if !s.ok {
-			r.failed++
-			continue
-		}
-		lats = append(lats, s.lat)
-		done := s.at.Add(s.lat)
-		windows[done.Unix()]++
-		if first.IsZero() || done.Before(first) {
-			first = done
-		}
-		if done.After(last) {
-			last = done
-		}
-	}
-	r.p99 = pct(lats, 99)
-	r.worstWindow = -1
-	for sec := first.Unix() + 1; sec < last.Unix(); sec++ { // whole seconds only
-		if n := windows[sec]; r.worstWindow < 0 || n < r.worstWindow {
-			r.worstWindow = n
-		}
-	}
-	return r, nil
 }
 
 func pct(d []time.Duration, p int) time.Duration {
