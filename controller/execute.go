@@ -97,6 +97,8 @@ func applyOp(ctx context.Context, rt *haproxy.Runtime, op slotOp) error {
 		return rt.ParkSlot(ctx, op.pool, slot)
 	case "drain":
 		return rt.Drain(ctx, op.pool, slot)
+	case "evict":
+		return rt.EvictSlot(ctx, op.pool, slot)
 	case "join":
 		if op.rested {
 			return rt.FillRested(ctx, op.pool, slot, op.member.Address, op.member.Port, op.gated)

@@ -186,7 +186,17 @@ func plan(in planInput, p *Plan) {
 	case obs.LoadedHash != p.hash:
 		p.Reload, p.ReloadDetail = reloadReason(in, p)
 	default:
-		p.ops = slotOps(lb, liveSlots(obs.Servers, pools), p.layout, p.draining)
+		ev := &evictions{now: in.now, window: lb.Spec.Defaults.Timeouts.Connect.Duration + evictMargin,
+			since: in.drains, keep: map[string]time.Time{}}
+		p.ops = slotOps(lb, liveSlots(obs.Servers, pools), p.layout, p.draining, ev)
+		for i := range p.ops {
+			p.ops[i].window = ev.window
+		}
+		maps.Copy(p.drains, ev.keep)
+		if ev.next > 0 && (p.RequeueAfter == 0 || ev.next < p.RequeueAfter) {
+			p.RequeueAfter = ev.next
+		}
+		p.drainsLeft = p.drainsLeft || ev.next > 0 // an eviction is a drain too
 		p.swapCert = certLoadedDiffers
 		if in.forceReload && (len(p.ops) > 0 || p.swapCert) {
 			p.ops, p.swapCert = nil, false
@@ -200,6 +210,10 @@ func plan(in planInput, p *Plan) {
 		p.stageCert = certFileDiffers
 	}
 }
+
+// evictMargin is added to timeouts.connect before an evicted slot is
+// parked: the connects that were under way have failed by then.
+const evictMargin = 250 * time.Millisecond
 
 // reloadReason tells apart the ways HAProxy's loaded config can differ
 // from the desired one.

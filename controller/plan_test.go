@@ -41,6 +41,17 @@ func disc(members ...incus.Instance) *discovery {
 func TestPlan(t *testing.T) {
 	lb := testLB(t, false)
 	cfgOne := haproxy.Render(lb, haproxy.Assign(lb, map[string][]haproxy.Member{"api": {{Name: "api-1", Address: "10.0.0.11"}}}, nil), haproxy.Options{})
+	// evicted: running cfgOne with srv2 evicted (drained at the parked
+	// address, not at rest).
+	evicted := func() *Observation {
+		obs := running(cfgOne)
+		for i, s := range obs.Servers {
+			if s.Name == "srv2" {
+				obs.Servers[i].AdminState = 0x08 | 0x04
+			}
+		}
+		return obs
+	}
 	cfgTwo := haproxy.Render(lb, haproxy.Assign(lb, map[string][]haproxy.Member{"api": {{Name: "api-1", Address: "10.0.0.11"}, {Name: "api-2", Address: "10.0.0.12"}}}, nil), haproxy.Options{})
 	other := *lb
 	other.Spec.Stats.Port = 8404
@@ -81,8 +92,13 @@ func TestPlan(t *testing.T) {
 		{"nothing to do", running(cfgOne), disc(api1), nil, false, ""},
 		{"a member joins: runtime API", running(cfgOne), disc(api1, api2), nil, false,
 			" config differs; join api/srv2 <- api-2 (10.0.0.12:8080);"},
-		{"a stopped member is parked at once", running(cfgTwo), disc(api1, stopped), nil, false,
-			" config differs; park api/srv2 parked;"},
+		{"a stopped member is evicted at once", running(cfgTwo), disc(api1, stopped), nil, false,
+			" config differs; evict api/srv2 evicted (drained, at the parked address; parked in 5.25s); requeue after 5.25s"},
+		{"an evicted slot waits out timeouts.connect", evicted(), disc(api1, stopped),
+			map[string]time.Time{"evict/api/1": now.Add(-5 * time.Second)}, false, " requeue after 250ms"},
+		{"then it is parked", evicted(), disc(api1, stopped),
+			map[string]time.Time{"evict/api/1": now.Add(-6 * time.Second)}, false, " park api/srv2 parked;"},
+		{"a controller that restarted parks at once", evicted(), disc(api1, stopped), nil, false, " park api/srv2 parked;"},
 		{"a running member that lost its label drains", running(cfgTwo), disc(api1, unlabelled), nil, false,
 			" drain api/srv2 draining api-2 (10.0.0.12:8080); requeue after 1s"},
 		{"a draining member with sessions keeps draining", draining(2), disc(api1, unlabelled),

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/incuslb/incuslb/haproxy"
 	"github.com/incuslb/incuslb/specs"
@@ -9,7 +10,7 @@ import (
 
 // slotOp is one change of a slot through the runtime API.
 type slotOp struct {
-	kind   string // join, drain, ready, park
+	kind   string // join, drain, ready, evict, park
 	pool   string
 	slot   int
 	member haproxy.Slot
@@ -18,11 +19,14 @@ type slotOp struct {
 	gated bool
 	// rested: a join into a rested slot (see haproxy.Runtime.ParkSlot).
 	rested bool
+	window time.Duration // evict: how long until the slot is parked
 }
 
 func (o slotOp) String() string {
 	where := o.pool + "/" + haproxy.SlotName(o.slot)
 	switch o.kind {
+	case "evict":
+		return fmt.Sprintf("%s evicted (drained, at the parked address; parked in %v)", where, o.window)
 	case "join":
 		return fmt.Sprintf("%s <- %s (%s)", where, o.member.Member, o.member.Endpoint())
 	case "drain":
@@ -36,7 +40,7 @@ func (o slotOp) String() string {
 // slotOps lists the runtime changes that make the live slots equal to
 // layout. draining holds the slots ("pool/index") that must drain rather
 // than take traffic.
-func slotOps(lb *specs.LoadBalancer, live map[string][]haproxy.ServerState, layout haproxy.Layout, draining map[string]bool) []slotOp {
+func slotOps(lb *specs.LoadBalancer, live map[string][]haproxy.ServerState, layout haproxy.Layout, draining map[string]bool, ev *evictions) []slotOp {
 	var ops []slotOp
 	for _, p := range lb.Spec.Pools {
 		if len(p.Selector) == 0 {
@@ -51,7 +55,14 @@ func slotOps(lb *specs.LoadBalancer, live map[string][]haproxy.ServerState, layo
 			checked := p.Join != specs.JoinImmediate
 			switch {
 			case want.Parked():
-				if !have.Rested() {
+				switch {
+				case !parked(have) && have.State() != "DRAIN":
+					// Gone without a drain (see evictions).
+					op.kind = "evict"
+					ev.started(p.Name, i)
+				case !parked(have):
+					op.kind = "park" // drained, or its drain timed out
+				case !have.Rested() && !ev.pending(p.Name, i):
 					op.kind = "park"
 				}
 			case draining[slotKey(p.Name, i)]:
@@ -91,6 +102,49 @@ func coldSlots(lb *specs.LoadBalancer, obs *Observation) map[string]map[int]bool
 		}
 	}
 	return cold
+}
+
+// evictions times the evicted slots. A slot whose member is gone without a
+// drain (a hard kill, a stop under `incuslb apply`, another address) is
+// first evicted:
+// drained (no new request) and pointed at the parked address, which cuts
+// nothing, so that a request still connecting to the dead member fails its
+// connect and is redispatched (option redispatch) instead of being cut with
+// no answer. Once timeouts.connect has passed, the slot is parked, which
+// cuts what is left: requests already sent to the member, and sessions
+// (WebSockets) a dead member can no longer serve. The times live in
+// Plan.drains between passes; a controller that restarts parks at once.
+type evictions struct {
+	now    time.Time
+	window time.Duration
+	since  map[string]time.Time // from the last pass, by evictKey
+	keep   map[string]time.Time // for the next pass
+	next   time.Duration        // the soonest an eviction under way ends
+}
+
+func evictKey(pool string, i int) string { return "evict/" + slotKey(pool, i) }
+
+// started records that slot i of pool is evicted now.
+func (e *evictions) started(pool string, i int) {
+	e.keep[evictKey(pool, i)] = e.now
+	e.wait(e.window)
+}
+
+// pending reports whether slot i of pool is within its eviction window.
+func (e *evictions) pending(pool string, i int) bool {
+	at, ok := e.since[evictKey(pool, i)]
+	if !ok || e.now.Sub(at) >= e.window {
+		return false
+	}
+	e.keep[evictKey(pool, i)] = at
+	e.wait(e.window - e.now.Sub(at))
+	return true
+}
+
+func (e *evictions) wait(d time.Duration) {
+	if e.next == 0 || d < e.next {
+		e.next = d
+	}
 }
 
 func slotKey(pool string, i int) string { return fmt.Sprintf("%s/%d", pool, i) }

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -139,6 +141,63 @@ var _ = Describe("joins gated by health on real Incus", Ordered, func() {
 			"a member at a reused address did not serve within %v", joinSoon)
 		fmt.Fprintf(GinkgoWriter, "reused address: labelled -> first request served: %v\n", time.Since(start))
 		Expect(ctl.log.String()).To(ContainSubstring("forgot stale neighbour entries"))
+	})
+
+	It("cuts, on a hard kill, only the requests already sent to the member: those still connecting are redispatched", func() {
+		// e2e-join-1 and e2e-join-3 serve. Half the requests take 300 ms,
+		// so that some are under way at the kill.
+		Eventually(func() bool { return serves("e2e-join-3") }, applySettles, 50*time.Millisecond).Should(BeTrue())
+		since := time.Now().UTC().Format("2006-01-02 15:04:05")
+		var (
+			mu     sync.Mutex
+			failed []string
+			wg     sync.WaitGroup
+		)
+		keepAlive := &http.Client{Timeout: 10 * time.Second}
+		fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		for i := 0; i < 200; i++ { // 50 rps for 4 s: bounded
+			c, path := keepAlive, "/"
+			if i%2 == 1 {
+				c, path = fresh, "/slow?d=300ms"
+			}
+			if i == 100 {
+				incusOK("stop", "--force", "e2e-join-3")
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := c.Get("http://" + ipv4(joinLB) + path)
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						return
+					}
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+				mu.Lock()
+				failed = append(failed, err.Error())
+				mu.Unlock()
+			}()
+			time.Sleep(20 * time.Millisecond)
+		}
+		wg.Wait()
+		// HAProxy's log says where each request ended and in what state:
+		// the fourth field after the server is the termination state, whose
+		// second letter is the phase (C: still connecting).
+		Eventually(func() string { return ctl.log.String() }, 5*time.Second).Should(ContainSubstring(`"kind":"park"`))
+		out := incusOK("exec", joinLB, "--", "journalctl", "-u", "haproxy", "--since", since, "--no-pager", "-o", "cat")
+		re := regexp.MustCompile(`join_pool/(srv\d+) \S+ (-?\d+) \S+ \S+ \S+ (\S{4})`)
+		var cut []string
+		for _, l := range strings.Split(out, "\n") {
+			m := re.FindStringSubmatch(l)
+			if m == nil || m[3] == "----" {
+				continue
+			}
+			Expect(m[3][1]).NotTo(Equal(byte('C')), "a request still connecting was cut: %s", l)
+			cut = append(cut, l)
+		}
+		fmt.Fprintf(GinkgoWriter, "hard kill under 50 rps: %d of 200 failed; HAProxy cut %d under way:\n%s\n", len(failed), len(cut), strings.Join(cut, "\n"))
+		Expect(len(failed)).To(BeNumerically("<=", len(cut)), "failed requests that HAProxy did not cut: %v", failed)
 	})
 })
 

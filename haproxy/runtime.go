@@ -354,6 +354,18 @@ func (r *Runtime) Drain(ctx context.Context, backend, slot string) error {
 	return r.expectEmpty(ctx, "set server "+backend+"/"+slot+" state drain")
 }
 
+// EvictSlot takes a slot from a member that is gone without cutting
+// anything: drained (no new request but a sticky one), then pointed at the
+// parked address (where a retry is refused at once and redispatched).
+// Requests still connecting to the member fail their connect and are
+// redispatched; ParkSlot, later, cuts what is left.
+func (r *Runtime) EvictSlot(ctx context.Context, backend, slot string) error {
+	if err := r.expectEmpty(ctx, "set server "+backend+"/"+slot+" state drain"); err != nil {
+		return err
+	}
+	return r.setAddr(ctx, backend+"/"+slot, ParkedAddress, ParkedPort)
+}
+
 // ParkSlot moves a slot to the parked address and rests it there: down,
 // health 0, out of maintenance, its checks failing at once (nothing
 // listens there) every downinter. Maintenance would be the natural state,
