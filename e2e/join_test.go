@@ -36,7 +36,7 @@ spec:
   defaults:
     healthCheck: {interval: 10s, fall: 2, rise: 1}
     slowStart: 0s
-    timeouts: {connect: 1s}
+    timeouts: {connect: 1s, server: %[2]s}
   routes: [{pool: join_pool}]
   pools:
     - {name: join_pool, selector: {user.role: joiner}, port: 8080, healthCheck: {path: /health}}
@@ -50,7 +50,13 @@ var _ = Describe("joins gated by health on real Incus", Ordered, func() {
 	var (
 		ctl      *controllerProcess
 		staticIP string // outside the bridge's DHCP range (hack/incus-env.sh)
+		specFile string
 	)
+	writeSpec := func(serverTimeout string) {
+		GinkgoHelper()
+		Expect(os.WriteFile(specFile+".new", []byte(withImage(fmt.Sprintf(joinSpecTemplate, project, serverTimeout))), 0o644)).To(Succeed())
+		Expect(os.Rename(specFile+".new", specFile)).To(Succeed())
+	}
 	client := &http.Client{Timeout: 3 * time.Second}
 	get := func() (string, error) {
 		resp, err := client.Get("http://" + ipv4(joinLB) + "/")
@@ -99,7 +105,8 @@ var _ = Describe("joins gated by health on real Incus", Ordered, func() {
 		backend("e2e-join-1", "app", map[string]string{"user.role": "joiner"})
 		dir := filepath.Join(workDir, "join-specs")
 		Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
-		Expect(os.WriteFile(filepath.Join(dir, "join.yaml"), []byte(withImage(fmt.Sprintf(joinSpecTemplate, project))), 0o644)).To(Succeed())
+		specFile = filepath.Join(dir, "join.yaml")
+		writeSpec("60s")
 		ctl = startController(dir)
 		Eventually(ctl.ready, applySettles, 250*time.Millisecond).Should(BeTrue())
 		Eventually(func() bool { return serves("e2e-join-1") }, applySettles, 250*time.Millisecond).Should(BeTrue())
@@ -141,6 +148,46 @@ var _ = Describe("joins gated by health on real Incus", Ordered, func() {
 			"a member at a reused address did not serve within %v", joinSoon)
 		fmt.Fprintf(GinkgoWriter, "reused address: labelled -> first request served: %v\n", time.Since(start))
 		Expect(ctl.log.String()).To(ContainSubstring("forgot stale neighbour entries"))
+	})
+
+	It("loses no request to a structural reload under load", func() {
+		Eventually(func() bool { return serves("e2e-join-3") }, applySettles, 50*time.Millisecond).Should(BeTrue())
+		before := reloadsOf(joinLB)
+		var (
+			mu     sync.Mutex
+			failed []string
+			wg     sync.WaitGroup
+		)
+		keepAlive := &http.Client{Timeout: 10 * time.Second}
+		fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		for i := 0; i < 200; i++ { // 50 rps for 4 s: bounded
+			c := keepAlive
+			if i%2 == 1 {
+				c = fresh
+			}
+			if i == 50 {
+				writeSpec("61s")
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := c.Get("http://" + ipv4(joinLB) + "/")
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						return
+					}
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+				mu.Lock()
+				failed = append(failed, err.Error())
+				mu.Unlock()
+			}()
+			time.Sleep(20 * time.Millisecond)
+		}
+		wg.Wait()
+		Expect(reloadsOf(joinLB)).To(BeNumerically(">", before), "the spec change did not reload HAProxy")
+		Expect(failed).To(BeEmpty())
 	})
 
 	It("cuts, on a hard kill, only the requests already sent to the member: those still connecting are redispatched", func() {
@@ -221,4 +268,14 @@ func stateAt(lb, pool, addr string) string {
 		}
 	}
 	return ""
+}
+
+// reloadsOf is the master's reload counter of LB instance lb (-1 when it
+// does not answer).
+func reloadsOf(lb string) int {
+	p, err := runtimeOf(lb).ShowProc(context.Background())
+	if err != nil {
+		return -1
+	}
+	return p.Reloads
 }

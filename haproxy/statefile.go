@@ -14,11 +14,10 @@ const ServerStateFile = "/var/lib/haproxy/incuslb-server-state"
 // StateFile keeps, from the answer of `show servers state`, the version
 // line, the header and the rows a reload must carry over to the new
 // worker: the slots in draining ("pool/index", 0-based as in Layout), and
-// every slot of layout that keeps its endpoint (a parked slot stays
-// parked). So a draining member keeps draining, a member that is down
-// stays down until its checks pass, a member waiting for its first check
-// keeps waiting, and a parked slot keeps its health at 0. Every other
-// server starts as the config says. Rows are matched by column name, never
+// every slot of layout that keeps its member at the same endpoint. So a
+// draining member keeps draining, a member that is down stays down until
+// its checks pass, and a member waiting for its first check keeps waiting.
+// Every other server starts as the config says. Rows are matched by column name, never
 // position.
 func StateFile(showServersState string, layout Layout, draining map[string]bool) []byte {
 	var out bytes.Buffer
@@ -54,17 +53,17 @@ func StateFile(showServersState string, layout Layout, draining map[string]bool)
 	return out.Bytes()
 }
 
-// keepsEndpoint reports whether slot i of a pool's layout is at addr:port.
+// keepsEndpoint reports whether slot i of a pool's layout holds a member
+// at addr:port. A parked slot's row is never carried: the config writes it
+// disabled, and HAProxy, given a row that says it was not in maintenance,
+// takes it out of maintenance, which makes it UP (health = rise) at the
+// parked address until its first check: requests would be sent there.
+// The new worker keeps it in maintenance until incuslb rests it.
 func keepsEndpoint(slots []Slot, i int, addr, port string) bool {
 	if i >= len(slots) {
 		return false
 	}
 	n, err := strconv.Atoi(port)
-	if err != nil {
-		return false
-	}
-	if want := slots[i]; !want.Parked() {
-		return addr == want.Address && n == want.Port
-	}
-	return IsParked(addr, n)
+	want := slots[i]
+	return err == nil && !want.Parked() && addr == want.Address && n == want.Port
 }

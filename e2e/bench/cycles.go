@@ -82,7 +82,15 @@ func (b *bench) cycles() (cycleResult, error) {
 		fmt.Fprintf(os.Stderr, "cycle %d: stop->parked %s, start->filled %s, address->served %s\n",
 			i+1, ms(r.stopLat[i]), ms(r.startLat[i]), ms(r.join.total[i]))
 	}
-	return r, b.incus("config", "unset", "bench-x", "user.role")
+	if err := b.incus("config", "unset", "bench-x", "user.role"); err != nil {
+		return r, err
+	}
+	// The churn flips bench-x's label: it must run.
+	if err := b.incus("start", "bench-x"); err != nil {
+		return r, err
+	}
+	_, _, err := b.waitAddress("bench-x")
+	return r, err
 }
 
 // probe sends a request through the LB every 2 ms (round robin over at
