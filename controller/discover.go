@@ -196,13 +196,13 @@ const statusStopping = "Stopping"
 const stoppingFor = 2 * time.Minute
 
 // InstanceEvent takes what no level-triggered read can see: that Incus has
-// begun to shut an instance down cleanly (instance-shutdown, at the start
-// of `incus stop`). Until it stops, starts again or stoppingFor passes, the
+// begun to stop an instance (the stop or restart operation starting, a
+// second or two before instance-shutdown). Until it stops, starts again or stoppingFor passes, the
 // instance is no pool's member. Every other event only clears that.
 func (a *Applier) InstanceEvent(ev incus.LifecycleEvent) {
 	key := ev.Project + "/" + ev.Name
 	switch ev.Action {
-	case "instance-shutdown":
+	case "instance-shutdown", incus.ActionStopping:
 		a.shuttingDown.set(key, a.now())
 	case "instance-stopped", "instance-started", "instance-restarted", "instance-deleted":
 		a.shuttingDown.remove(key)

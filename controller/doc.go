@@ -9,7 +9,8 @@
 //     Incus has for each selector pool. Reading writes nothing.
 //   - Plan (plan.go): a pure function of the spec and the observation: the
 //     desired config, a reload and its reason (ReloadReason, a small enum),
-//     or the slot changes to make through the runtime API. Table-tested.
+//     or the slot changes to make through the runtime API (slots.go: joins,
+//     drains, evictions, parks). Table-tested.
 //   - Execute (execute.go, reload.go, instance.go): create, adopt or start
 //     the instance; runtime API changes; or stage, check with haproxy -c,
 //     rename and reload through the master CLI, confirmed by HAProxy itself.
@@ -18,7 +19,8 @@
 //
 // A dry run is a pass without Execute and Record. runtimeapi.go picks the
 // route to HAProxy's sockets (host-side proxy device, or exec in the
-// instance). The long-running side is reconcile.go (the Reconciler rules),
+// instance); neighbours.go clears the LB's stale neighbour entries of
+// joining addresses. The long-running side is reconcile.go (the Reconciler rules),
 // lbreconciler.go, queue.go, runner.go, store.go (the one owner of the
 // specs), gitsource.go and webhook.go; prune.go is the policy for deleting
 // the instance of a removed LoadBalancer.

@@ -33,16 +33,17 @@ func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *hapro
 		return nil
 	}
 	in := lb.Spec.Instance
-	var joining []string
+	key := in.Project + "/" + in.Name
+	var leaving []string
 	for _, op := range p.ops {
-		if op.kind == "join" {
-			joining = append(joining, op.member.Address)
+		switch {
+		case op.kind == "join" && !a.neighboursClean.has(key):
+			if a.forgetAndLog(ctx, lb, nil, log) {
+				a.neighboursClean.set(key, true)
+			}
+		case op.kind == "evict" || (op.kind == "park" && op.from != ""):
+			leaving = append(leaving, op.from)
 		}
-	}
-	if n, err := a.forgetNeighbours(ctx, lb, joining); err != nil {
-		log.Info("could not forget the neighbour entries of joining members; a reused address may join late", "err", err.Error())
-	} else if n > 0 {
-		log.Info("forgot stale neighbour entries of joining members", "count", n)
 	}
 	for _, op := range p.ops {
 		if err := applyOp(ctx, rt, op); err != nil {
@@ -51,6 +52,9 @@ func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *hapro
 		p.Runtime = append(p.Runtime, op.String())
 		a.Metrics.runtimeUpdate(lb.Metadata.Name, op.kind)
 		log.Info("runtime update", "kind", op.kind, "change", op.String())
+	}
+	if len(leaving) > 0 {
+		a.forgetAndLog(ctx, lb, leaving, log)
 	}
 	certPath := haproxy.CertPath(lb, haproxy.Options{})
 	if p.swapCert {

@@ -68,6 +68,9 @@ type Applier struct {
 	elsewhere    lockedMap[bool]                 // LB instances on another cluster member than this host
 	fullListAt   lockedMap[time.Time]            // when each LB last listed its members with their state
 	shuttingDown lockedMap[time.Time]            // instances Incus is shutting down, since when (InstanceEvent)
+	// neighboursClean: LB instances whose neighbour table this process
+	// has flushed once (see forgetNeighbours).
+	neighboursClean lockedMap[bool]
 }
 
 func (a *Applier) now() time.Time {

@@ -302,22 +302,23 @@ func TestMembershipChangesGoThroughTheRuntimeAPI(t *testing.T) {
 	// Its sessions end: the slot is parked, with no reload.
 	f.hap.sessions = nil
 	f.hap.table()["api/srv2"].admin = 0x08
-	if plan = apply(t, a, lb); plan.Reload != "" || len(plan.Runtime) != 1 || !strings.Contains(plan.Runtime[0], "srv2 parked") {
+	if plan = apply(t, a, lb); plan.Reload != "" || len(plan.Runtime) != 1 || !strings.Contains(plan.Runtime[0], "srv2 evicted") {
 		t.Fatalf("drained: %+v", plan)
 	}
 }
 
-// At the start of a clean `incus stop` the member still runs, but its
-// network is about to go: the instance-shutdown event drains it at once (no
+// At the start of `incus stop` the member still runs, but its service and
+// network are about to go: the stop operation's event drains it at once (no
 // new request; those sent finish while its service shuts down), the
-// instance-stopped event parks it, and instance-started lets it back.
+// instance-stopped event evicts its slot, and instance-started lets it
+// back.
 func TestACleanStopDrainsTheMemberAtOnce(t *testing.T) {
 	f := newFake()
 	f.members = []incus.Instance{member("api-1", "10.0.0.11"), member("api-2", "10.0.0.12")}
 	a := &Applier{Incus: f, Log: logr.Discard()}
 	lb := testLB(t, false)
 	apply(t, a, lb)
-	a.InstanceEvent(incus.LifecycleEvent{Action: "instance-shutdown", Project: "default", Name: "api-2"})
+	a.InstanceEvent(incus.LifecycleEvent{Action: incus.ActionStopping, Project: "default", Name: "api-2"})
 	f.hap.sessions = map[string]int{"api/srv2": 1}
 	p := apply(t, a, lb)
 	if p.Reload != "" || len(p.Runtime) != 1 || !strings.Contains(p.Runtime[0], "srv2 draining api-2") || !p.Converging() {
@@ -325,7 +326,7 @@ func TestACleanStopDrainsTheMemberAtOnce(t *testing.T) {
 	}
 	f.members[1].Status = "Stopped"
 	a.InstanceEvent(incus.LifecycleEvent{Action: "instance-stopped", Project: "default", Name: "api-2"})
-	if p = apply(t, a, lb); len(p.Runtime) != 1 || !strings.Contains(p.Runtime[0], "srv2 parked") {
+	if p = apply(t, a, lb); len(p.Runtime) != 1 || !strings.Contains(p.Runtime[0], "srv2 evicted") {
 		t.Fatalf("%+v", p)
 	}
 	f.members[1].Status = "Running"
@@ -361,8 +362,8 @@ func TestJoinsWaitForTheirChecks(t *testing.T) {
 			}
 			f.members = append(f.members, member("api-2", "10.0.0.12"))
 			apply(t, a, lb)
-			if !slices.Contains(f.ran, "forget neighbours 10.0.0.12") {
-				t.Errorf("the joining address's neighbour entry was not forgotten: %q", f.ran)
+			if !slices.Contains(f.ran, "forget neighbours all") {
+				t.Errorf("the LB's neighbour table was not flushed before the first join: %q", f.ran)
 			}
 			s := f.hap.table()["api/srv2"]
 			if s.addr != "10.0.0.12" || s.admin&0x09 != 0 || s.op != c.op || s.health != c.health {
@@ -370,6 +371,24 @@ func TestJoinsWaitForTheirChecks(t *testing.T) {
 			}
 			if p := apply(t, a, lb); p.Changed() {
 				t.Fatalf("a pass after the join changes: %s", p)
+			}
+			// It leaves (deleted): its address's entry is forgotten as it
+			// goes; the table is flushed only once.
+			f.members = f.members[:1]
+			apply(t, a, lb)
+			if !slices.Contains(f.ran, "forget neighbours 10.0.0.12") {
+				t.Errorf("the leaving address's neighbour entry was not forgotten: %q", f.ran)
+			}
+			f.members = append(f.members, member("api-3", "10.0.0.13"))
+			apply(t, a, lb)
+			n := 0
+			for _, r := range f.ran {
+				if r == "forget neighbours all" {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("the neighbour table was flushed %d times", n)
 			}
 		})
 	}

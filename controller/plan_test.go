@@ -103,10 +103,10 @@ func TestPlan(t *testing.T) {
 			" drain api/srv2 draining api-2 (10.0.0.12:8080); requeue after 1s"},
 		{"a draining member with sessions keeps draining", draining(2), disc(api1, unlabelled),
 			map[string]time.Time{"edge/api/10.0.0.12:8080": now.Add(-time.Second)}, false, " requeue after 1s"},
-		{"a draining member with no session is parked", draining(0), disc(api1, unlabelled), nil, false,
-			" config differs; park api/srv2 parked;"},
-		{"the drain timeout parks it", draining(5), disc(api1, unlabelled),
-			map[string]time.Time{"edge/api/10.0.0.12:8080": now.Add(-31 * time.Second)}, false, " config differs; park api/srv2 parked;"},
+		{"a draining member with no session is evicted, then parked", draining(0), disc(api1, unlabelled), nil, false,
+			" config differs; evict api/srv2 evicted"},
+		{"the drain timeout evicts it", draining(5), disc(api1, unlabelled),
+			map[string]time.Time{"edge/api/10.0.0.12:8080": now.Add(-31 * time.Second)}, false, " config differs; evict api/srv2 evicted"},
 		{"the file holds the desired config but HAProxy runs another", func() *Observation {
 			o := running(cfgOther)
 			o.File = cfgOne

@@ -267,7 +267,7 @@ func (r *Runner) watchEvents(ctx context.Context) {
 func (r *Runner) onEvent(ev incus.LifecycleEvent) {
 	switch ev.Action {
 	case "instance-started", "instance-stopped", "instance-shutdown", "instance-deleted", "instance-created",
-		"instance-updated", "instance-restarted", "instance-renamed":
+		"instance-updated", "instance-restarted", "instance-renamed", incus.ActionStopping:
 	default:
 		return
 	}

@@ -20,6 +20,7 @@ type slotOp struct {
 	// rested: a join into a rested slot (see haproxy.Runtime.ParkSlot).
 	rested bool
 	window time.Duration // evict: how long until the slot is parked
+	from   string        // evict, park: the address the slot leaves ("" if none)
 }
 
 func (o slotOp) String() string {
@@ -52,16 +53,16 @@ func slotOps(lb *specs.LoadBalancer, live map[string][]haproxy.ServerState, layo
 				have = live[p.Name][i]
 			}
 			op := slotOp{pool: p.Name, slot: i, member: want}
+			if !parked(have) {
+				op.from = have.Address
+			}
 			checked := p.Join != specs.JoinImmediate
 			switch {
 			case want.Parked():
 				switch {
-				case !parked(have) && have.State() != "DRAIN":
-					// Gone without a drain (see evictions).
-					op.kind = "evict"
-					ev.started(p.Name, i)
 				case !parked(have):
-					op.kind = "park" // drained, or its drain timed out
+					op.kind = "evict" // see evictions
+					ev.started(p.Name, i)
 				case !have.Rested() && !ev.pending(p.Name, i):
 					op.kind = "park"
 				}
@@ -104,9 +105,9 @@ func coldSlots(lb *specs.LoadBalancer, obs *Observation) map[string]map[int]bool
 	return cold
 }
 
-// evictions times the evicted slots. A slot whose member is gone without a
-// drain (a hard kill, a stop under `incuslb apply`, another address) is
-// first evicted:
+// evictions times the evicted slots. A slot whose member leaves (drained,
+// or gone without a drain: a hard kill, a stop under `incuslb apply`,
+// another address) is first evicted:
 // drained (no new request) and pointed at the parked address, which cuts
 // nothing, so that a request still connecting to the dead member fails its
 // connect and is redispatched (option redispatch) instead of being cut with

@@ -39,7 +39,7 @@ spec:
     timeouts: {connect: 1s, server: %[2]s}
   routes: [{pool: join_pool}]
   pools:
-    - {name: join_pool, selector: {user.role: joiner}, port: 8080, healthCheck: {path: /health}}
+    - {name: join_pool, selector: {user.role: joiner}, port: 8080, healthCheck: {path: /health}, join: %[3]s}
 `
 
 // joinSoon bounds how long a join may take here: well under the 10 s
@@ -52,9 +52,10 @@ var _ = Describe("joins gated by health on real Incus", Ordered, func() {
 		staticIP string // outside the bridge's DHCP range (hack/incus-env.sh)
 		specFile string
 	)
+	join := "checked"
 	writeSpec := func(serverTimeout string) {
 		GinkgoHelper()
-		Expect(os.WriteFile(specFile+".new", []byte(withImage(fmt.Sprintf(joinSpecTemplate, project, serverTimeout))), 0o644)).To(Succeed())
+		Expect(os.WriteFile(specFile+".new", []byte(withImage(fmt.Sprintf(joinSpecTemplate, project, serverTimeout, join))), 0o644)).To(Succeed())
 		Expect(os.Rename(specFile+".new", specFile)).To(Succeed())
 	}
 	client := &http.Client{Timeout: 3 * time.Second}
@@ -147,7 +148,21 @@ var _ = Describe("joins gated by health on real Incus", Ordered, func() {
 		Eventually(func() bool { return serves("e2e-join-3") }, joinSoon, 50*time.Millisecond).Should(BeTrue(),
 			"a member at a reused address did not serve within %v", joinSoon)
 		fmt.Fprintf(GinkgoWriter, "reused address: labelled -> first request served: %v\n", time.Since(start))
-		Expect(ctl.log.String()).To(ContainSubstring("forgot stale neighbour entries"))
+		// Its neighbour entry went as e2e-join-2 left, not on the join's path.
+		Expect(ctl.log.String()).To(MatchRegexp(`"forgot neighbour entries",.*"addresses":"` + regexp.QuoteMeta(staticIP) + `"`))
+	})
+
+	It("joins at once with join: immediate, before any check", func() {
+		join = "immediate"
+		writeSpec("60s") // not structural: no reload
+		defer func() { join = "checked"; writeSpec("60s") }()
+		backend("e2e-join-4", "app", nil)
+		incusOK("exec", "e2e-join-4", "--", "touch", "/run/testserver.sick")
+		incusOK("config", "set", "e2e-join-4", "user.role=joiner")
+		// Its check fails, yet it serves until the checks mark it down
+		// (fall 2 x interval 10 s).
+		Eventually(func() bool { return serves("e2e-join-4") }, joinSoon, 50*time.Millisecond).Should(BeTrue())
+		incusOK("delete", "--force", "e2e-join-4")
 	})
 
 	It("loses no request to a structural reload under load", func() {

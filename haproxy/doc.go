@@ -9,11 +9,15 @@
 //     INCUSLB_CONFIG_HASH, the hash of its own structure, so that the worker
 //     that loaded it can say so (`show env`);
 //   - the slot codec and the parked address (layout.go): selector pools get
-//     pre-allocated slots "srv1".."srvN", members fill them in a stable order,
-//     unused slots are parked in maintenance at 127.0.0.1:1, so members join
-//     and leave through the runtime API without a reload;
-//   - the server-state file a reload carries draining members over with
-//     (statefile.go);
+//     pre-allocated slots "srv1".."srvN", members fill them in a stable order
+//     (preferring slots that rested), unused slots are parked at 127.0.0.1:1,
+//     so members join and leave through the runtime API without a reload;
+//   - the slot states (runtime.go): a parked slot rests down with its checks
+//     failing, so that the member that fills it is checked within downinter
+//     and takes no request before it passed; a gone member's slot is
+//     evicted (drained, at the parked address) before it is parked;
+//   - the server-state file a reload carries drains and health states over
+//     with (statefile.go);
 //   - the runtime API client (runtime.go) and the parsers of HAProxy's
 //     answers (parse.go), golden-tested against HAProxy 2.6 and 3.0.
 //

@@ -11,8 +11,13 @@ import (
 	"github.com/lxc/incus/v6/shared/api"
 )
 
+// ActionStopping is not an Incus lifecycle action: it stands for the start
+// of a stop or restart operation on an instance (an operation event).
+const ActionStopping = "instance-stopping"
+
 // LifecycleEvent is an instance lifecycle event: instance-started,
-// instance-stopped, instance-shutdown, instance-deleted, instance-updated...
+// instance-stopped, instance-shutdown, instance-deleted, instance-updated...,
+// or ActionStopping.
 type LifecycleEvent struct {
 	Action  string
 	Project string
@@ -51,6 +56,25 @@ func (c *Client) WatchLifecycle(ctx context.Context, connected func(), handle fu
 			}
 		}
 		handle(LifecycleEvent{Action: lc.Action, Project: project, Name: name, Time: e.Timestamp})
+	})
+	if err != nil {
+		return err
+	}
+	// An instance stop (or restart) begins with an operation event, a second
+	// or two before instance-shutdown: Incus signals the instance as the
+	// operation starts, and its services and network go away meanwhile.
+	_, err = l.AddHandler([]string{api.EventTypeOperation}, func(e api.Event) {
+		var op api.Operation
+		if json.Unmarshal(e.Metadata, &op) != nil || op.StatusCode.IsFinal() ||
+			(op.Description != "Stopping instance" && op.Description != "Restarting instance") {
+			return
+		}
+		for _, src := range op.Resources["instances"] {
+			name, project := fromSource(src)
+			if name != "" {
+				handle(LifecycleEvent{Action: ActionStopping, Project: project, Name: name, Time: e.Timestamp})
+			}
+		}
 	})
 	if err != nil {
 		return err

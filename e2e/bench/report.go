@@ -30,7 +30,7 @@ func report(cyc cycleResult, reused, fresh joinTimes, ch churnResult) {
 	for _, k := range kinds {
 		note := ""
 		if k == kindHardKill {
-			note = fmt.Sprintf("%d sessions were on the killed members as they were killed", ch.inflight)
+			note = fmt.Sprintf("%d sessions (WebSockets included) were on the killed members as they were killed", ch.inflight)
 		}
 		if len(ch.errs[k]) > 0 {
 			note = strings.TrimPrefix(note+"; e.g. "+strings.Join(ch.errs[k], " / "), "; ")
