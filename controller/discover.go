@@ -191,14 +191,15 @@ const DrainKey = "user.incuslb.drain"
 // to shut down cleanly.
 const statusStopping = "Stopping"
 
-// stoppingFor bounds how long an instance-shutdown event keeps its instance
+// stoppingFor bounds how long a stop's event keeps its instance
 // out of the pools when no instance-stopped follows (a stop that failed).
 const stoppingFor = 2 * time.Minute
 
 // InstanceEvent takes what no level-triggered read can see: that Incus has
 // begun to stop an instance (the stop or restart operation starting, a
-// second or two before instance-shutdown). Until it stops, starts again or stoppingFor passes, the
-// instance is no pool's member. Every other event only clears that.
+// second or two before instance-shutdown). Until it stops, starts again or
+// stoppingFor passes, the instance is no pool's member (it drains). Every
+// other event only clears that.
 func (a *Applier) InstanceEvent(ev incus.LifecycleEvent) {
 	key := ev.Project + "/" + ev.Name
 	switch ev.Action {

@@ -168,39 +168,7 @@ var _ = Describe("joins gated by health on real Incus", Ordered, func() {
 	It("loses no request to a structural reload under load", func() {
 		Eventually(func() bool { return serves("e2e-join-3") }, applySettles, 50*time.Millisecond).Should(BeTrue())
 		before := reloadsOf(joinLB)
-		var (
-			mu     sync.Mutex
-			failed []string
-			wg     sync.WaitGroup
-		)
-		keepAlive := &http.Client{Timeout: 10 * time.Second}
-		fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-		for i := 0; i < 200; i++ { // 50 rps for 4 s: bounded
-			c := keepAlive
-			if i%2 == 1 {
-				c = fresh
-			}
-			if i == 50 {
-				writeSpec("61s")
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				resp, err := c.Get("http://" + ipv4(joinLB) + "/")
-				if err == nil {
-					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						return
-					}
-					err = fmt.Errorf("status %d", resp.StatusCode)
-				}
-				mu.Lock()
-				failed = append(failed, err.Error())
-				mu.Unlock()
-			}()
-			time.Sleep(20 * time.Millisecond)
-		}
-		wg.Wait()
+		failed := loadDuring(joinLB, "/", func() { writeSpec("61s") })
 		Expect(reloadsOf(joinLB)).To(BeNumerically(">", before), "the spec change did not reload HAProxy")
 		Expect(failed).To(BeEmpty())
 	})
@@ -210,39 +178,7 @@ var _ = Describe("joins gated by health on real Incus", Ordered, func() {
 		// so that some are under way at the kill.
 		Eventually(func() bool { return serves("e2e-join-3") }, applySettles, 50*time.Millisecond).Should(BeTrue())
 		since := time.Now().UTC().Format("2006-01-02 15:04:05")
-		var (
-			mu     sync.Mutex
-			failed []string
-			wg     sync.WaitGroup
-		)
-		keepAlive := &http.Client{Timeout: 10 * time.Second}
-		fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-		for i := 0; i < 200; i++ { // 50 rps for 4 s: bounded
-			c, path := keepAlive, "/"
-			if i%2 == 1 {
-				c, path = fresh, "/slow?d=300ms"
-			}
-			if i == 100 {
-				incusOK("stop", "--force", "e2e-join-3")
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				resp, err := c.Get("http://" + ipv4(joinLB) + path)
-				if err == nil {
-					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						return
-					}
-					err = fmt.Errorf("status %d", resp.StatusCode)
-				}
-				mu.Lock()
-				failed = append(failed, err.Error())
-				mu.Unlock()
-			}()
-			time.Sleep(20 * time.Millisecond)
-		}
-		wg.Wait()
+		failed := loadDuring(joinLB, "/slow?d=300ms", func() { incusOK("stop", "--force", "e2e-join-3") })
 		// HAProxy's log says where each request ended and in what state:
 		// the fourth field after the server is the termination state, whose
 		// second letter is the phase (C: still connecting).
@@ -293,4 +229,46 @@ func reloadsOf(lb string) int {
 		return -1
 	}
 	return p.Reloads
+}
+
+// loadDuring sends 200 requests through LB instance lb, 50 a second (4 s,
+// bounded), every other one on a new connection and to slowPath, the
+// others to "/" on a keep-alive connection; act runs after the first 2 s.
+// It returns the requests that failed.
+func loadDuring(lb, slowPath string, act func()) []string {
+	GinkgoHelper()
+	var (
+		mu     sync.Mutex
+		failed []string
+		wg     sync.WaitGroup
+	)
+	keepAlive := &http.Client{Timeout: 10 * time.Second}
+	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := 0; i < 200; i++ {
+		c, path := keepAlive, "/"
+		if i%2 == 1 {
+			c, path = fresh, slowPath
+		}
+		if i == 100 {
+			act()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Get("http://" + ipv4(lb) + path)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return
+				}
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+			mu.Lock()
+			failed = append(failed, err.Error())
+			mu.Unlock()
+		}()
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	return failed
 }

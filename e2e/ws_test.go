@@ -15,6 +15,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/incuslb/incuslb/e2e/testenv"
 	"github.com/incuslb/incuslb/haproxy"
 )
 
@@ -36,10 +37,7 @@ spec:
     - {name: ws_pool, selector: {user.role: ws}, port: 8080, sticky: {cookie: WSSRV}, healthCheck: {path: /health}}
 `
 
-func wsRuntime() *haproxy.Runtime {
-	base := "/run/incuslb/" + project + "_" + wsLB
-	return &haproxy.Runtime{Admin: haproxy.UnixDialer(base + ".admin.sock"), Master: haproxy.UnixDialer(base + ".master.sock")}
-}
+func wsRuntime() *haproxy.Runtime { return runtimeOf(wsLB) }
 
 // wsDial opens a WebSocket through the LB with cookie, and returns it and
 // the backend's first message (its name).
@@ -63,21 +61,7 @@ func wsDial(cookie *http.Cookie) (*websocket.Conn, string, error) {
 }
 
 // echo sends msg and expects it back.
-func echo(conn *websocket.Conn, msg string) error {
-	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := conn.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
-		return err
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, got, err := conn.ReadMessage()
-	if err != nil {
-		return err
-	}
-	if string(got) != msg {
-		return fmt.Errorf("echo: got %q, want %q", got, msg)
-	}
-	return nil
-}
+func echo(conn *websocket.Conn, msg string) error { return testenv.Echo(conn, msg) }
 
 var _ = Describe("WebSockets through incuslb run on real Incus", Ordered, func() {
 	var (

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/incuslb/incuslb/e2e/testenv"
 )
 
 // wsBreak is one WebSocket that ended while it was held.
@@ -88,18 +90,8 @@ func hold(conn *websocket.Conn, stop <-chan struct{}, i int) error {
 			return nil
 		case <-tick.C:
 		}
-		msg := fmt.Sprintf("ws %d message %d", i, n)
-		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if err := conn.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+		if err := testenv.Echo(conn, fmt.Sprintf("ws %d message %d", i, n)); err != nil {
 			return err
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, got, err := conn.ReadMessage()
-		if err != nil {
-			return err
-		}
-		if string(got) != msg {
-			return fmt.Errorf("echo %q, want %q", got, msg)
 		}
 	}
 }
