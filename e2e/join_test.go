@@ -168,7 +168,8 @@ var _ = Describe("joins gated by health on real Incus", Ordered, func() {
 	It("loses no request to a structural reload under load", func() {
 		Eventually(func() bool { return serves("e2e-join-3") }, applySettles, 50*time.Millisecond).Should(BeTrue())
 		before := reloadsOf(joinLB)
-		failed := loadDuring(joinLB, "/", func() { writeSpec("61s") })
+		// The load goes on until HAProxy has reloaded (a pass may retry).
+		failed := loadDuring(joinLB, "/", func() { writeSpec("61s") }, func() bool { return reloadsOf(joinLB) > before })
 		Expect(reloadsOf(joinLB)).To(BeNumerically(">", before), "the spec change did not reload HAProxy")
 		Expect(failed).To(BeEmpty())
 	})
@@ -178,7 +179,7 @@ var _ = Describe("joins gated by health on real Incus", Ordered, func() {
 		// so that some are under way at the kill.
 		Eventually(func() bool { return serves("e2e-join-3") }, applySettles, 50*time.Millisecond).Should(BeTrue())
 		since := time.Now().UTC().Format("2006-01-02 15:04:05")
-		failed := loadDuring(joinLB, "/slow?d=300ms", func() { incusOK("stop", "--force", "e2e-join-3") })
+		failed := loadDuring(joinLB, "/slow?d=300ms", func() { incusOK("stop", "--force", "e2e-join-3") }, nil)
 		// HAProxy's log says where each request ended and in what state:
 		// the fourth field after the server is the termination state, whose
 		// second letter is the phase (C: still connecting).
@@ -231,11 +232,12 @@ func reloadsOf(lb string) int {
 	return p.Reloads
 }
 
-// loadDuring sends 200 requests through LB instance lb, 50 a second (4 s,
-// bounded), every other one on a new connection and to slowPath, the
-// others to "/" on a keep-alive connection; act runs after the first 2 s.
-// It returns the requests that failed.
-func loadDuring(lb, slowPath string, act func()) []string {
+// loadDuring sends requests through LB instance lb, 50 a second, every
+// other one on a new connection and to slowPath, the others to "/" on a
+// keep-alive connection; act runs after the first 2 s. It stops after 4 s
+// once done (when set) reports true, and after 30 s at most. It returns the
+// requests that failed.
+func loadDuring(lb, slowPath string, act func(), done func() bool) []string {
 	GinkgoHelper()
 	var (
 		mu     sync.Mutex
@@ -244,7 +246,10 @@ func loadDuring(lb, slowPath string, act func()) []string {
 	)
 	keepAlive := &http.Client{Timeout: 10 * time.Second}
 	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	for i := 0; i < 200; i++ {
+	for i := 0; i < 1500; i++ { // 30 s at most: bounded
+		if i >= 200 && (done == nil || done()) {
+			break
+		}
 		c, path := keepAlive, "/"
 		if i%2 == 1 {
 			c, path = fresh, slowPath

@@ -197,10 +197,14 @@ var _ = Describe("WebSockets through incuslb run on real Incus", Ordered, func()
 		Eventually(func() string { return strings.TrimSpace(incusOK("list", "e2e-ws-1", "--format", "csv", "-c", "s")) }, 30*time.Second).Should(Equal("RUNNING"))
 	})
 
-	// The instance-shutdown event, at the start of the stop, drains the
+	// The stop operation's event, at the start of the stop, drains the
 	// member: requests already sent finish while its service shuts down
-	// gracefully, and the instance-stopped event parks its slot.
+	// gracefully, and the instance-stopped event evicts, then parks its
+	// slot.
 	It("3. a clean incus stop of a member under load costs no request", func() {
+		// Both members serve (e2e-ws-1, started again by the case before,
+		// joins once it passed its checks).
+		Eventually(servesSoon("e2e-ws-1"), applySettles, 200*time.Millisecond).Should(BeTrue())
 		Eventually(servesSoon("e2e-ws-2"), applySettles, 200*time.Millisecond).Should(BeTrue())
 		client := &http.Client{Timeout: 5 * time.Second}
 		var failed, served2 int

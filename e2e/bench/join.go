@@ -12,7 +12,8 @@ import (
 // same static address (each a new instance, with a new MAC: the LB's
 // neighbour table knows the address at the previous one's), then each at
 // an address the LB never talked to. The service already listens when the
-// label is set, so the label is the moment the controller can know.
+// label is set, so the label (Incus's instance-updated event) is the moment
+// the controller can know.
 func (b *bench) joinSeries() (reused, fresh joinTimes, err error) {
 	prefix, err := b.staticPrefix()
 	if err != nil {
@@ -22,12 +23,18 @@ func (b *bench) joinSeries() (reused, fresh joinTimes, err error) {
 		if err := b.backend(name, "", addr); err != nil {
 			return err
 		}
+		drain(b.events)
 		served := b.probe(name)
-		labelled := time.Now()
 		if err := b.incus("config", "set", name, "user.role=bench"); err != nil {
 			return err
 		}
 		filled, up, err := b.waitJoined(addr)
+		if err != nil {
+			return err
+		}
+		// The label counts from Incus's own instance-updated event, not
+		// from before the CLI call (which alone takes 100 ms or more).
+		labelled, err := b.waitEvent(name, "instance-updated")
 		if err != nil {
 			return err
 		}
