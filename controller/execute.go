@@ -41,7 +41,7 @@ func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *hapro
 			if a.forgetAndLog(ctx, lb, nil, log) {
 				a.neighboursClean.set(key, true)
 			}
-		case op.kind == "evict" || (op.kind == "park" && op.from != ""):
+		case op.kind == "evict":
 			leaving = append(leaving, op.from)
 		}
 	}

@@ -133,7 +133,7 @@ func (a *Applier) waitForAddress(ctx context.Context, lb *specs.LoadBalancer) (*
 // ensureHAProxy installs haproxy in the instance when its image lacks it.
 func (a *Applier) ensureHAProxy(ctx context.Context, lb *specs.LoadBalancer, p *Plan, dryRun bool) error {
 	in := lb.Spec.Instance
-	res, err := a.probe(ctx, in.Project, in.Name, []string{"test", "-x", "/usr/sbin/haproxy"})
+	res, err := a.Incus.Exec(ctx, in.Project, in.Name, []string{"test", "-x", "/usr/sbin/haproxy"}, nil)
 	if err != nil {
 		return err
 	}
@@ -234,26 +234,4 @@ func (a *Applier) haproxyIDs(ctx context.Context, lb *specs.LoadBalancer) (uid, 
 		}
 	}
 	return 0, 0, fmt.Errorf("no haproxy user in %s/%s", in.Project, in.Name)
-}
-
-// probeTimeout bounds one attempt of a quick command in an instance.
-const probeTimeout = 15 * time.Second
-
-// probe runs a quick command in an instance, three attempts of probeTimeout
-// at most. An exec into a container that has just started has been seen to
-// hang in Incus (never answering, for a minute and more); a new exec then
-// goes through.
-func (a *Applier) probe(ctx context.Context, project, name string, argv []string) (incus.ExecResult, error) {
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, probeTimeout)
-		var res incus.ExecResult
-		res, err = a.Incus.Exec(actx, project, name, argv, nil)
-		cancel()
-		if err == nil || ctx.Err() != nil || actx.Err() == nil {
-			return res, err
-		}
-		a.Log.Info("an exec in the instance did not answer; trying again", "instance", project+"/"+name, "command", strings.Join(argv, " "), "timeout", probeTimeout.String())
-	}
-	return incus.ExecResult{}, err
 }

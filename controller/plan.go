@@ -189,9 +189,6 @@ func plan(in planInput, p *Plan) {
 		ev := &evictions{now: in.now, window: lb.Spec.Defaults.Timeouts.Connect.Duration + evictMargin,
 			since: in.drains, keep: map[string]time.Time{}}
 		p.ops = slotOps(lb, liveSlots(obs.Servers, pools), p.layout, p.draining, ev)
-		for i := range p.ops {
-			p.ops[i].window = ev.window
-		}
 		maps.Copy(p.drains, ev.keep)
 		if ev.next > 0 && (p.RequeueAfter == 0 || ev.next < p.RequeueAfter) {
 			p.RequeueAfter = ev.next

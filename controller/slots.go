@@ -20,7 +20,7 @@ type slotOp struct {
 	// rested: a join into a rested slot (see haproxy.Runtime.ParkSlot).
 	rested bool
 	window time.Duration // evict: how long until the slot is parked
-	from   string        // evict, park: the address the slot leaves ("" if none)
+	from   string        // evict: the address the slot leaves
 }
 
 func (o slotOp) String() string {
@@ -53,15 +53,12 @@ func slotOps(lb *specs.LoadBalancer, live map[string][]haproxy.ServerState, layo
 				have = live[p.Name][i]
 			}
 			op := slotOp{pool: p.Name, slot: i, member: want}
-			if !parked(have) {
-				op.from = have.Address
-			}
 			checked := p.Join != specs.JoinImmediate
 			switch {
 			case want.Parked():
 				switch {
 				case !parked(have):
-					op.kind = "evict" // see evictions
+					op.kind, op.from, op.window = "evict", have.Address, ev.window // see evictions
 					ev.started(p.Name, i)
 				case !have.Rested() && !ev.pending(p.Name, i):
 					op.kind = "park"

@@ -107,8 +107,11 @@ var _ = AfterSuite(func() {
 			_, _ = incus("delete", "--force", i.Name)
 		}
 		_, _ = exec.Command("incus", "project", "delete", project).CombinedOutput()
-		_ = os.RemoveAll("/run/incuslb/" + project + "_e2e-lb.admin.sock")
-		_ = os.RemoveAll("/run/incuslb/" + project + "_e2e-lb.master.sock")
+		// The host ends of every LB's proxy devices (Incus leaves them).
+		socks, _ := filepath.Glob("/run/incuslb/" + project + "_*.sock")
+		for _, s := range socks {
+			_ = os.Remove(s)
+		}
 	}
 	if workDir != "" {
 		_ = os.RemoveAll(workDir)

@@ -42,22 +42,7 @@ func wsRuntime() *haproxy.Runtime { return runtimeOf(wsLB) }
 // wsDial opens a WebSocket through the LB with cookie, and returns it and
 // the backend's first message (its name).
 func wsDial(cookie *http.Cookie) (*websocket.Conn, string, error) {
-	h := http.Header{}
-	if cookie != nil {
-		h.Set("Cookie", cookie.String())
-	}
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	conn, _, err := d.Dial("ws://"+ipv4(wsLB)+"/ws", h)
-	if err != nil {
-		return nil, "", err
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, msg, err := conn.ReadMessage()
-	if err != nil {
-		conn.Close()
-		return nil, "", err
-	}
-	return conn, string(msg), nil
+	return testenv.DialWS(ipv4(wsLB), cookie)
 }
 
 // echo sends msg and expects it back.

@@ -62,6 +62,27 @@ install_packages() {
   fi
 }
 
+# raise_inotify_limits: every unprivileged container maps to the same host
+# uid, and each systemd in them takes a few inotify instances. The kernel's
+# default of 128 instances per uid runs out at about 20 containers; past
+# that a new container's systemd never finishes booting (its path units
+# fail, no DHCP, jobs wait forever), which the e2e suite, with some 25
+# containers up at once, ran into. These are the values Incus's production
+# setup guide recommends. Idempotent; persisted in /etc/sysctl.d.
+raise_inotify_limits() {
+  local conf=/etc/sysctl.d/60-incuslb-inotify.conf k v
+  local want='fs.inotify.max_user_instances = 1048576
+fs.inotify.max_user_watches = 1048576
+fs.inotify.max_queued_events = 1048576'
+  if [ "$(cat "$conf" 2>/dev/null)" != "$want" ]; then
+    log "raising the inotify limits ($conf)"
+    printf '%s\n' "$want" >"$conf"
+  fi
+  while read -r k _ v; do
+    [ "$(cat "/proc/sys/${k//.//}")" = "$v" ] || echo "$v" >"/proc/sys/${k//.//}"
+  done <<<"$want"
+}
+
 start_incusd() {
   local info
   if info=$(incus info 2>/dev/null); then
@@ -166,6 +187,7 @@ META
 apt_clean() { rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*; }
 
 install_packages
+raise_inotify_limits
 start_incusd
 init_incus
 IMAGES=$(incus image list -f csv -c ld)

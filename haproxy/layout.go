@@ -89,10 +89,10 @@ func Assign(lb *specs.LoadBalancer, members map[string][]Member, prev Layout) La
 
 // AssignWarm is Assign where new members take a cold slot (cold[pool]
 // holds its index) only when no other slot is free. A slot parked less than
-// a check interval ago is cold: HAProxy's check timer of a slot in
-// maintenance keeps the date the member's next regular check was due, so
-// the first check of a member that fills it may wait that long; a slot that
-// rested longer wakes every downinter.
+// a check interval ago is cold: its check timer still holds the date its
+// last member's next regular check was due (HAProxy reschedules a check
+// only when one runs), so the first check of a member that fills it may
+// wait that long; a slot that rested longer is checked every downinter.
 func AssignWarm(lb *specs.LoadBalancer, members map[string][]Member, prev Layout, cold map[string]map[int]bool) Layout {
 	out := Layout{}
 	for _, p := range lb.Spec.Pools {

@@ -17,8 +17,8 @@ const ServerStateFile = "/var/lib/haproxy/incuslb-server-state"
 // every slot of layout that keeps its member at the same endpoint. So a
 // draining member keeps draining, a member that is down stays down until
 // its checks pass, and a member waiting for its first check keeps waiting.
-// Every other server starts as the config says. Rows are matched by column name, never
-// position.
+// Every other server starts as the config says. Rows are matched by column
+// name, never position.
 func StateFile(showServersState string, layout Layout, draining map[string]bool) []byte {
 	var out bytes.Buffer
 	out.WriteString("1\n")

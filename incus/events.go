@@ -64,16 +64,8 @@ func (c *Client) WatchLifecycle(ctx context.Context, connected func(), handle fu
 	// or two before instance-shutdown: Incus signals the instance as the
 	// operation starts, and its services and network go away meanwhile.
 	_, err = l.AddHandler([]string{api.EventTypeOperation}, func(e api.Event) {
-		var op api.Operation
-		if json.Unmarshal(e.Metadata, &op) != nil || op.StatusCode.IsFinal() ||
-			(op.Description != "Stopping instance" && op.Description != "Restarting instance") {
-			return
-		}
-		for _, src := range op.Resources["instances"] {
-			name, project := fromSource(src)
-			if name != "" {
-				handle(LifecycleEvent{Action: ActionStopping, Project: project, Name: name, Time: e.Timestamp})
-			}
+		for _, ev := range stopping(e) {
+			handle(ev)
 		}
 	})
 	if err != nil {
@@ -90,6 +82,23 @@ func (c *Client) WatchLifecycle(ctx context.Context, connected func(), handle fu
 	case err := <-done:
 		return fmt.Errorf("the Incus event stream closed: %v", err)
 	}
+}
+
+// stopping reads an operation event: the instances an unfinished stop or
+// restart operation is about, as ActionStopping events.
+func stopping(e api.Event) []LifecycleEvent {
+	var op api.Operation
+	if json.Unmarshal(e.Metadata, &op) != nil || op.StatusCode.IsFinal() ||
+		(op.Description != "Stopping instance" && op.Description != "Restarting instance") {
+		return nil
+	}
+	var out []LifecycleEvent
+	for _, src := range op.Resources["instances"] {
+		if name, project := fromSource(src); name != "" {
+			out = append(out, LifecycleEvent{Action: ActionStopping, Project: project, Name: name, Time: e.Timestamp})
+		}
+	}
+	return out
 }
 
 // fromSource reads name and project from "/1.0/instances/NAME?project=P".

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,7 +137,7 @@ func (b *bench) churn() (churnResult, error) {
 	windows := map[int64]int{}
 	for _, q := range reqs {
 		if !q.ok {
-			k := kindOf(events, q.start, "")
+			k := kindOf(events, q.start)
 			r.failed[k]++
 			if len(r.errs[k]) < 5 {
 				r.errs[k] = append(r.errs[k], q.err)
@@ -154,11 +153,10 @@ func (b *bench) churn() (churnResult, error) {
 	return r, nil
 }
 
-// kindOf is the kind of the event whose window holds t (and, when member
-// is set, whose member it is), or kindNone.
-func kindOf(events []event, t time.Time, member string) string {
+// kindOf is the kind of the event whose window holds t, or kindNone.
+func kindOf(events []event, t time.Time) string {
 	for _, e := range events {
-		if !t.Before(e.start) && !t.After(e.end) && (member == "" || e.member == member || e.kind == kindReload) {
+		if !t.Before(e.start) && !t.After(e.end) {
 			return e.kind
 		}
 	}
@@ -307,20 +305,13 @@ func (b *bench) sessions(m string) int {
 	if err != nil {
 		return 0
 	}
+	sessions, err := b.rt.Sessions(context.Background())
+	if err != nil {
+		return 0
+	}
 	for _, s := range states {
 		if s.Address == addr {
-			out, err := b.rt.Command(context.Background(), "show stat -1 4 -1")
-			if err != nil {
-				return 0
-			}
-			for _, l := range strings.Split(out, "\n") {
-				f := strings.Split(l, ",")
-				if len(f) > 4 && f[0] == pool && f[1] == s.Name {
-					var n int
-					_, _ = fmt.Sscanf(f[4], "%d", &n)
-					return n
-				}
-			}
+			return sessions[pool+"/"+s.Name]
 		}
 	}
 	return 0

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -37,27 +36,13 @@ func (b *bench) holdWebSockets(n int, stop <-chan struct{}) func() wsResult {
 		r  = wsResult{held: n}
 		wg sync.WaitGroup
 	)
-	dial := func() (*websocket.Conn, string, error) {
-		d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-		conn, _, err := d.Dial("ws://"+b.lbAddr+"/ws", http.Header{})
-		if err != nil {
-			return nil, "", err
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, name, err := conn.ReadMessage()
-		if err != nil {
-			conn.Close()
-			return nil, "", err
-		}
-		return conn, string(name), nil
-	}
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
 			time.Sleep(time.Duration(i) * 5 * time.Millisecond) // spread the opening
 			for {
-				conn, backend, err := dial()
+				conn, backend, err := testenv.DialWS(b.lbAddr, nil)
 				if err != nil {
 					select {
 					case <-stop:
