@@ -56,6 +56,7 @@ incus-env:
 ## LB image: Debian 12's HAProxy 2.6 and Debian 13's HAProxy 3.0.
 E2E_IMAGES ?= lb-haproxy lb-haproxy-30
 e2e: incus-env
+	bash hack/sweep.sh
 	@for img in $(E2E_IMAGES); do \
 	  echo "== e2e suite with LB image $$img"; \
 	  INCUSLB_E2E_IMAGE=$$img $(GO) test -v -tags e2e -count=1 -timeout 30m ./e2e/ -ginkgo.v || exit 1; \
@@ -64,5 +65,6 @@ e2e: incus-env
 ## bench: the benchmarks of BENCHMARKS.md: Go benchmarks on a fake Incus of
 ## 10,000 instances, then the harness on real Incus (prints a table).
 bench: incus-env
+	bash hack/sweep.sh
 	$(GO) test -run='^$$' -bench=. -benchtime=50x ./controller ./haproxy
 	$(GO) run ./e2e/bench

@@ -94,7 +94,13 @@ start_incusd() {
   getent group incus-admin >/dev/null || groupadd --system incus-admin
   setsid /usr/libexec/incus/incusd --group incus-admin --logfile /var/log/incus/incusd.log \
     </dev/null >/dev/null 2>&1 &
-  incus admin waitready --timeout 60
+  # A daemon with many instances to auto-start (a machine that stopped in
+  # the middle of a suite) has been seen to take more than a minute.
+  if ! incus admin waitready --timeout 300; then
+    log "incusd did not become ready in 300 s; the end of its log:"
+    tail -30 /var/log/incus/incusd.log >&2 || true
+    exit 1
+  fi
   INCUS_VERSION=$(incus info | awk '/^  server_version:/ {print $2; exit}')
 }
 

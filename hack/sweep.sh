@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# sweep.sh deletes what an interrupted e2e or bench run left behind: the
+# Incus projects it names incuslb-e2e-<hex> and incuslb-bench-<hex>, their
+# instances, and their host-side sockets under /run/incuslb. Those names
+# belong to the suite and the harness only; nothing else is touched. Run it
+# before a suite, never beside one (make e2e and make bench do).
+set -euo pipefail
+
+log() { printf 'sweep: %s\n' "$*" >&2; }
+
+incus info >/dev/null 2>&1 || { log "incusd is not running; nothing to sweep"; exit 0; }
+
+incus project list -f csv -c n | sed 's/ (current)$//' |
+  grep -E '^incuslb-(e2e|bench)-[0-9a-f]{6}$' | while read -r p; do
+  log "deleting leftover project $p"
+  incus list --project "$p" -f csv -c n | while read -r i; do
+    incus delete --project "$p" --force "$i" >/dev/null 2>&1 || log "could not delete $p/$i"
+  done
+  incus project delete "$p" >/dev/null 2>&1 || log "could not delete project $p"
+  rm -f /run/incuslb/"$p"_*.sock
+  rm -rf /run/incuslb-e2e-run-"$p"
+done
