@@ -10,10 +10,11 @@ log() { printf 'sweep: %s\n' "$*" >&2; }
 
 incus info >/dev/null 2>&1 || { log "incusd is not running; nothing to sweep"; exit 0; }
 
-incus project list -f csv -c n | sed 's/ (current)$//' |
-  grep -E '^incuslb-(e2e|bench)-[0-9a-f]{6}$' | while read -r p; do
+projects=$(incus project list -f csv -c n | sed 's/ (current)$//' |
+  grep -E '^incuslb-(e2e|bench)-[0-9a-f]{6}$' || true)
+for p in $projects; do
   log "deleting leftover project $p"
-  incus list --project "$p" -f csv -c n | while read -r i; do
+  for i in $(incus list --project "$p" -f csv -c n); do
     incus delete --project "$p" --force "$i" >/dev/null 2>&1 || log "could not delete $p/$i"
   done
   incus project delete "$p" >/dev/null 2>&1 || log "could not delete project $p"
