@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,7 +58,7 @@ func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, l *listi
 		for _, p := range pools {
 			for _, inst := range insts {
 				if !matches(inst.Config, p.Selector) ||
-					(inst.Name == lb.Spec.Instance.Name && inst.Project == lb.Spec.Instance.Project) {
+					(inst.Project == lb.Spec.Instance.Project && slices.Contains(lb.InstanceNames(), inst.Name)) {
 					continue
 				}
 				addr := inst.IPv4(p.NIC)

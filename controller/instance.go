@@ -75,7 +75,7 @@ func (a *Applier) ensureInstance(ctx context.Context, lb *specs.LoadBalancer, ob
 			return err
 		}
 		obs.Instance, obs.Owner = inst, lb.Metadata.Name
-		p.Address = inst.IPv4(specs.DefaultNIC)
+		p.Address = ownAddress(lb, inst)
 		// systemctl needs a booted systemd; images without it skip this.
 		_, _ = a.Incus.Exec(ctx, in.Project, in.Name, []string{"sh", "-c",
 			"command -v systemctl >/dev/null 2>&1 && systemctl is-system-running --wait >/dev/null 2>&1; true"}, nil)
@@ -145,8 +145,7 @@ func (a *Applier) ensureHAProxy(ctx context.Context, lb *specs.LoadBalancer, p *
 		return nil
 	}
 	a.Log.Info("installing haproxy in the LB instance (its image lacks it)", "lb", lb.Metadata.Name)
-	res, err = a.Incus.Exec(ctx, in.Project, in.Name, []string{"sh", "-c",
-		"apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy"}, nil)
+	res, err = a.Incus.Exec(ctx, in.Project, in.Name, []string{"sh", "-c", installScript("haproxy")}, nil)
 	if err != nil {
 		return err
 	}

@@ -104,7 +104,7 @@ func (r *LBReconciler) observeMembers(ctx context.Context, lb *specs.LoadBalance
 	if r.Metrics == nil {
 		return
 	}
-	rt := r.Applier.Runtime(lb)
+	rt := r.Applier.Runtime(r.Applier.Primary(lb))
 	if rt == nil {
 		return
 	}
@@ -130,6 +130,20 @@ func (r *LBReconciler) orphaned(ctx context.Context, name string) (Result, error
 	if !ok {
 		return Result{}, nil
 	}
+	var res Result
+	var errs []error
+	for _, rep := range Replicas(lb) {
+		got, err := r.orphanedInstance(ctx, name, rep)
+		errs = append(errs, err)
+		if got.RequeueAfter > 0 && (res.RequeueAfter == 0 || got.RequeueAfter < res.RequeueAfter) {
+			res.RequeueAfter = got.RequeueAfter
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// orphanedInstance is orphaned for one instance of the LoadBalancer.
+func (r *LBReconciler) orphanedInstance(ctx context.Context, name string, lb *specs.LoadBalancer) (Result, error) {
 	in := lb.Spec.Instance
 	log := r.Log.WithValues("lb", name, "instance", in.Project+"/"+in.Name)
 	inst, err := r.Applier.Incus.GetInstance(ctx, in.Project, in.Name, false)

@@ -63,8 +63,10 @@ type Applier struct {
 	// in it included. Default DefaultPassTimeout.
 	PassTimeout time.Duration
 
-	drains       lockedMap[map[string]time.Time] // when each draining member started, by LB
+	drains       lockedMap[map[string]time.Time] // when each draining member started, by LB instance
+	holders      lockedMap[string]               // the replica that held each pair's virtual address at its last pass
 	checked      lockedMap[bool]                 // instances known to have haproxy and the proxy devices
+	vrrpChecked  lockedMap[bool]                 // replicas whose keepalived this process has set up
 	elsewhere    lockedMap[bool]                 // LB instances on another cluster member than this host
 	fullListAt   lockedMap[time.Time]            // when each LB last listed its members with their state
 	shuttingDown lockedMap[time.Time]            // instances Incus is shutting down, since when (InstanceEvent)
@@ -95,6 +97,16 @@ func (a *Applier) now() time.Time {
 // by another LoadBalancer, nor one without an owner unless the spec asks
 // to adopt it. On error, whatever HAProxy ran before keeps running.
 func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool) (*Plan, error) {
+	if lb.Spec.HighAvailability != nil {
+		return a.applyPair(ctx, lb, dryRun)
+	}
+	return a.applyOne(ctx, lb, dryRun, nil)
+}
+
+// applyOne is the pass of one LB instance. With pin (a replica of a pair
+// after the first), its slots take the layout the first replica's pass
+// decided instead of one of their own.
+func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun bool, pin *pinned) (*Plan, error) {
 	timeout := a.PassTimeout
 	if timeout <= 0 {
 		timeout = DefaultPassTimeout
@@ -185,9 +197,9 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 	if err != nil {
 		return finish("DiscoveryFailed", err)
 	}
-	drains, _ := a.drains.get(lb.Metadata.Name)
+	drains, _ := a.drains.get(in.Project + "/" + in.Name)
 	plan(planInput{lb: lb, cert: cert, obs: obs, prev: prev, disc: disc, drains: drains, now: a.now(),
-		forceReload: a.ForceReload}, p)
+		forceReload: a.ForceReload, pin: pin}, p)
 	if dryRun {
 		for _, op := range p.ops {
 			p.Runtime = append(p.Runtime, op.String())
@@ -207,10 +219,10 @@ func (a *Applier) Apply(ctx context.Context, lb *specs.LoadBalancer, dryRun bool
 		}
 		return finish(reason, err)
 	}
-	a.drains.set(lb.Metadata.Name, p.drains)
-	if p.Address == "" {
+	a.drains.set(in.Project+"/"+in.Name, p.drains)
+	if p.Address == "" || lb.Spec.HighAvailability != nil {
 		if inst, err := a.Incus.GetInstance(ctx, in.Project, in.Name, true); err == nil {
-			p.Address = inst.IPv4(specs.DefaultNIC)
+			p.Address, p.inst = ownAddress(lb, inst), inst
 		}
 	}
 	return finish("", nil)

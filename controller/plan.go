@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/incuslb/incuslb/haproxy"
+	"github.com/incuslb/incuslb/incus"
 	"github.com/incuslb/incuslb/internal/textdiff"
 	"github.com/incuslb/incuslb/specs"
 )
@@ -68,6 +69,13 @@ type Plan struct {
 	// OldWorkers counts the sessions of each old worker, by PID.
 	OldWorkers map[int]int
 
+	// A pair's plan (spec.highAvailability) holds one plan per replica,
+	// primary first, and what changed in keepalived.
+	Replicas  []*Plan
+	VirtualIP string
+	Holder    string   // the replica that holds the virtual address, "" when none does
+	VRRP      []string // keepalived changes, one line each
+
 	desired    []byte
 	hash       string // of desired
 	layout     haproxy.Layout
@@ -78,20 +86,33 @@ type Plan struct {
 	cuts       []oldCut        // old workers' sessions to servers that are gone
 	draining   map[string]bool // slots ("pool/index") that drain
 	drains     map[string]time.Time
-	waiting    bool // a selected member has no address yet
-	drainsLeft bool // a member is still draining
+	waiting    bool            // a selected member has no address yet
+	drainsLeft bool            // a member is still draining
+	inst       *incus.Instance // the LB instance with its state, read at the end of a replica's pass
 }
 
 // Changed reports whether the pass changes anything.
 func (p *Plan) Changed() bool {
-	return p.CreateInstance || p.AdoptInstance || p.StartInstance || p.InstallHAProxy || p.StartHAProxy ||
+	for _, r := range p.Replicas {
+		if r.Changed() {
+			return true
+		}
+	}
+	return len(p.VRRP) > 0 || p.CreateInstance || p.AdoptInstance || p.StartInstance || p.InstallHAProxy || p.StartHAProxy ||
 		p.PushCert || p.ConfigDiff != "" || p.Reload != "" || len(p.Runtime) > 0 || len(p.ops) > 0 || len(p.cuts) > 0
 }
 
 // Converging reports whether the container does not run the desired state
 // yet though the pass succeeded: a member drains, or waits for its address.
 // (A pass may also ask to look again only to watch old workers' sessions.)
-func (p *Plan) Converging() bool { return p.drainsLeft || p.waiting }
+func (p *Plan) Converging() bool {
+	for _, r := range p.Replicas {
+		if r.Converging() {
+			return true
+		}
+	}
+	return p.drainsLeft || p.waiting
+}
 
 // String describes the plan in one line, for logs and tests.
 func (p *Plan) String() string {
@@ -136,6 +157,9 @@ type planInput struct {
 	drains      map[string]time.Time
 	now         time.Time
 	forceReload bool
+	// pin, for a replica of a pair after the first: the slots the first
+	// replica's pass decided (see pinned).
+	pin *pinned
 }
 
 // plan decides a pass from the spec and the observation. It is a pure
@@ -154,6 +178,12 @@ func plan(in planInput, p *Plan) {
 		settleDrains(in, members, p)
 	}
 	p.layout = haproxy.AssignWarm(lb, members, trimForeign(lb, in.prev, members), coldSlots(lb, obs))
+	if in.pin != nil {
+		p.layout = in.pin.layout
+		for k := range in.pin.draining {
+			p.draining[k] = true
+		}
+	}
 	p.desired = haproxy.Render(lb, p.layout, haproxy.Options{})
 	p.hash = haproxy.ClaimedHash(p.desired)
 	p.ConfigDiff = textdiff.Unified("running "+haproxy.ConfigPath, "desired", obs.File, p.desired)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -273,8 +274,7 @@ func (r *Runner) onEvent(ev incus.LifecycleEvent) {
 	}
 	r.Reconciler.InstanceEvent(ev)
 	for _, lb := range r.Store.Valid() {
-		in := lb.Spec.Instance
-		if ev.Project == in.Project && ev.Name == in.Name {
+		if ev.Project == lb.Spec.Instance.Project && slices.Contains(lb.InstanceNames(), ev.Name) {
 			// Our own status writes show up as instance-updated.
 			if ev.Action != "instance-updated" {
 				r.queue.Add(lb.Metadata.Name)

@@ -16,6 +16,7 @@ const (
 	KeyAppliedAt  = "user.incuslb.applied-at"  // RFC 3339 time of the last change applied
 	KeyConditions = "user.incuslb.conditions"  // JSON list of Condition
 	KeyRevision   = "user.incuslb.revision"    // git commit the spec was read at
+	KeyVirtualIP  = "user.incuslb.virtual-ip"  // a replica's pair's virtual address (spec.highAvailability.virtualIP)
 )
 
 // Condition types, as Kubernetes controllers report them.
@@ -48,6 +49,9 @@ type Status struct {
 	ConfigHash string      `json:"configHash,omitempty"`
 	AppliedAt  time.Time   `json:"appliedAt,omitzero"`
 	Conditions []Condition `json:"conditions,omitempty"`
+	// VirtualIP is set on the replicas of a pair: the address keepalived
+	// moves between them.
+	VirtualIP string `json:"virtualIP,omitempty"`
 }
 
 // StatusFromConfig reads the recorded status from instance config.
@@ -58,6 +62,7 @@ func StatusFromConfig(cfg map[string]string) Status {
 		Revision:   cfg[KeyRevision],
 		SpecHash:   cfg[KeySpecHash],
 		ConfigHash: cfg[KeyConfigHash],
+		VirtualIP:  cfg[KeyVirtualIP],
 	}
 	s.Generation, _ = strconv.ParseInt(cfg[KeyGeneration], 10, 64)
 	s.AppliedAt, _ = time.Parse(time.RFC3339, cfg[KeyAppliedAt])
@@ -81,6 +86,7 @@ func (s Status) Keys() map[string]string {
 		KeySpecHash:   s.SpecHash,
 		KeyGeneration: strconv.FormatInt(s.Generation, 10),
 		KeyConfigHash: s.ConfigHash,
+		KeyVirtualIP:  s.VirtualIP,
 		KeyConditions: string(conds),
 		KeyAppliedAt:  "",
 	}

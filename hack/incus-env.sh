@@ -14,7 +14,7 @@ IMAGE_ALIAS=${INCUSLB_IMAGE:-lb-haproxy}
 IMAGE_ALIAS_30=${INCUSLB_IMAGE_30:-lb-haproxy-30}
 # Bump IMAGE_VERSION whenever build_image changes: an imported image of an
 # older version is replaced.
-IMAGE_VERSION=3
+IMAGE_VERSION=4
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE_ROOT=${INCUSLB_CACHE:-$ROOT/.cache/image}
 
@@ -140,7 +140,8 @@ build_image() {
     # shellcheck disable=SC2064 # expand $work now: it is local
     trap "rm -rf '$work'; trap - RETURN" RETURN
     log "building image $alias from $suite with debootstrap (two to three minutes)"
-    # Only HAProxy, what it takes to boot (systemd-sysv) and to get a DHCP
+    # Only HAProxy, keepalived (the LB pairs of spec.highAvailability; it
+    # brings no daemon that runs without a config), what it takes to boot (systemd-sysv) and to get a DHCP
     # address, and the CA store. No procps: Debian's haproxy.service reloads
     # with /bin/kill, but incuslb reloads through HAProxy's master CLI
     # (`reload` on /run/haproxy-master.sock), which needs nothing else.
@@ -148,7 +149,7 @@ build_image() {
     # Trixie still has isc-dhcp-client (its ifupdown now recommends
     # dhcpcd-base first; dhclient is what this image uses and was tested).
     debootstrap --variant=minbase \
-      --include=haproxy,ca-certificates,ifupdown,isc-dhcp-client,systemd-sysv \
+      --include=haproxy,keepalived,ca-certificates,ifupdown,isc-dhcp-client,systemd-sysv \
       "$suite" "$work/rootfs" "$(mirror)" >"$work/debootstrap.log" 2>&1 \
       || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
     # minbase has no udev, so systemd-networkd never configures eth0; ifupdown

@@ -57,6 +57,7 @@ var structuralSeeds = []map[string]int{
 	{"expectStatus": 2},                      // `$*`
 	{"expectStatus": 6, "host": 6, "sni": 6}, // "(?i)2", KELVIN SIGN
 	{"backendTLS": 1, "verify": 2, "sni": 0}, // verify required, no name
+	{"highAvailability": 1},                  // a pair (the renderer ignores it)
 	{"backendTLS": 1, "verifyHost": 1},       // verify required, verifyHost
 	{"slowStart": 1, "drainTimeout": 1},      // explicit zeros
 	{"pools": 2, "mode": 1, "servers": 2},    // static pools
@@ -175,6 +176,15 @@ func genLoadBalancer(c *chooser) *specs.LoadBalancer {
 		Profiles: pick(c, "profiles", []string(nil), []string{"default", "web"}, []string{"a b"}),
 		Adopt:    pick(c, "adopt", false, true),
 	}
+	if pick(c, "highAvailability", false, true) {
+		s.HighAvailability = &specs.HighAvailabilitySpec{
+			Replicas:  pick(c, "replicas", 2, 0, 9),
+			VirtualIP: pick(c, "virtualIP", "10.77.0.250/24", "10.77.0.250", "::1/64", "10.77.0.0/24", "1.2.3.4/24\n"),
+			NIC:       pick(c, "nic", "", "eth0", "eth 0"),
+			VRRP: specs.VRRPSpec{RouterID: pick(c, "routerID", 0, 51, 256),
+				AdvertInterval: pick(c, "advertInterval", durations...)},
+		}
+	}
 	s.Frontend = specs.FrontendSpec{HTTPPort: pick(c, "httpPort", ports...), HTTPSPort: pick(c, "httpsPort", ports...)}
 	if pick(c, "tls", false, true) {
 		s.Frontend.TLS = &specs.TLSSpec{CertificateFile: pick(c, "certificateFile", certs...), RedirectHTTP: pick(c, "redirectHTTP", false, true)}
@@ -285,7 +295,7 @@ func TestGeneratorCoversEveryField(t *testing.T) {
 	}
 	walk(reflect.TypeOf(specs.LoadBalancer{}))
 	seen := map[string]bool{}
-	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "backendTLS": 1, "sticky": 1}) {
+	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
 		var out []byte
 		genLoadBalancer(&chooser{force: force, record: &out, labels: seen})
 	}
@@ -294,7 +304,7 @@ func TestGeneratorCoversEveryField(t *testing.T) {
 		seen[strings.SplitN(label, ".", 2)[0]] = true
 	}
 	seen["spec"], seen["metadata"], seen["instance"], seen["frontend"], seen["stats"], seen["defaults"],
-		seen["timeouts"], seen["healthCheck"] = true, true, true, true, true, true, true, true
+		seen["timeouts"], seen["healthCheck"], seen["vrrp"] = true, true, true, true, true, true, true, true, true
 	var missing []string
 	for name := range fields {
 		if !seen[name] {

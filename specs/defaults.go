@@ -46,6 +46,7 @@ func SetDefaults(lb *LoadBalancer) {
 	if len(s.Instance.Profiles) == 0 {
 		s.Instance.Profiles = []string{DefaultProfile}
 	}
+	setHADefaults(s.HighAvailability)
 	orInt(&s.Frontend.HTTPPort, DefaultHTTPPort)
 	orInt(&s.Frontend.HTTPSPort, DefaultHTTPSPort)
 	if t := s.Frontend.TLS; t != nil && t.CertificateFile != "" && !filepath.IsAbs(t.CertificateFile) &&

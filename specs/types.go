@@ -36,11 +36,14 @@ type ObjectMeta struct {
 // LoadBalancerSpec is the desired state of one load balancer.
 type LoadBalancerSpec struct {
 	Instance InstanceSpec `json:"instance"`
-	Frontend FrontendSpec `json:"frontend"`
-	Stats    StatsSpec    `json:"stats"`
-	Defaults DefaultsSpec `json:"defaults"`
-	Routes   []Route      `json:"routes"`
-	Pools    []Pool       `json:"pools"`
+	// HighAvailability runs replicas behind a virtual address (see
+	// HighAvailabilitySpec). Without it, one instance runs the LB.
+	HighAvailability *HighAvailabilitySpec `json:"highAvailability,omitempty"`
+	Frontend         FrontendSpec          `json:"frontend"`
+	Stats            StatsSpec             `json:"stats"`
+	Defaults         DefaultsSpec          `json:"defaults"`
+	Routes           []Route               `json:"routes"`
+	Pools            []Pool                `json:"pools"`
 }
 
 // InstanceSpec is the Incus container that runs HAProxy.

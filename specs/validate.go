@@ -58,6 +58,7 @@ func Validate(lb *LoadBalancer) ErrorList {
 	}
 	s := &lb.Spec
 	validateInstance(&e, &s.Instance)
+	validateHA(&e, s)
 	validatePorts(&e, s)
 	validateDefaults(&e, &s.Defaults)
 

@@ -127,6 +127,10 @@ func printPlan(e *env, p *controller.Plan, dryRun bool) {
 		}
 		return done
 	}
+	if len(p.Replicas) > 0 {
+		printPair(e, p, dryRun)
+		return
+	}
 	prefix := fmt.Sprintf("%s (%s)", p.LB, p.Instance)
 	if !p.Changed() {
 		fmt.Fprintf(e.stdout, "%s: unchanged\n", prefix)
@@ -163,6 +167,25 @@ func printPlan(e *env, p *controller.Plan, dryRun bool) {
 	case p.Reload != "":
 		fmt.Fprintf(e.stdout, "%s: %s (%s)\n", prefix, verb("reloaded HAProxy", "reload HAProxy"), p.ReloadDetail)
 	}
+}
+
+// printPair prints each replica's plan, then keepalived's changes and
+// which replica holds the virtual address.
+func printPair(e *env, p *controller.Plan, dryRun bool) {
+	for _, r := range p.Replicas {
+		printPlan(e, r, dryRun)
+	}
+	for _, v := range p.VRRP {
+		fmt.Fprintf(e.stdout, "%s: keepalived: %s\n", p.LB, v)
+	}
+	if dryRun {
+		return
+	}
+	holder := p.Holder
+	if holder == "" {
+		holder = "no replica yet (an election is under way)"
+	}
+	fmt.Fprintf(e.stdout, "%s: virtual address %s held by %s\n", p.LB, p.VirtualIP, holder)
 }
 
 func countDiff(d string) (added, removed int) {

@@ -17,14 +17,19 @@ import (
 
 // lbStatus is what `incuslb status` shows of one LoadBalancer.
 type lbStatus struct {
-	Name       string            `json:"name"`
-	Instance   string            `json:"instance"` // project/name
-	State      string            `json:"state"`    // the instance's status
-	Address    string            `json:"address,omitempty"`
-	Status     controller.Status `json:"status"`
-	Servers    []serverStatus    `json:"servers"`
-	HAProxy    *haproxyStatus    `json:"haproxy,omitempty"`
-	RuntimeErr string            `json:"runtimeError,omitempty"`
+	Name     string `json:"name"`
+	Instance string `json:"instance"` // project/name
+	State    string `json:"state"`    // the instance's status
+	Address  string `json:"address,omitempty"`
+	// VirtualIP and HoldsVirtualIP: a replica of a pair, and whether the
+	// pair's virtual address is on it now.
+	VirtualIP       string            `json:"virtualIP,omitempty"`
+	HoldsVirtualIP  bool              `json:"holdsVirtualIP,omitempty"`
+	VirtualIPHolder string            `json:"virtualIPHolder,omitempty"` // project/name of the replica that holds it
+	Status          controller.Status `json:"status"`
+	Servers         []serverStatus    `json:"servers"`
+	HAProxy         *haproxyStatus    `json:"haproxy,omitempty"`
+	RuntimeErr      string            `json:"runtimeError,omitempty"`
 }
 
 // haproxyStatus is what HAProxy itself says it runs.
@@ -84,6 +89,15 @@ func (e *env) status(args []string) error {
 	if name != "" && len(out) == 0 {
 		return fmt.Errorf("no LoadBalancer %q has an instance (apply it first)", name)
 	}
+	held := map[string]string{} // LB -> the replica that holds its virtual address
+	for _, s := range out {
+		if s.HoldsVirtualIP {
+			held[s.Name] = s.Instance
+		}
+	}
+	for i := range out {
+		out[i].VirtualIPHolder = held[out[i].Name]
+	}
 	if *output == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -107,9 +121,18 @@ func (e *env) observe(c *incus.Client, inst incus.Instance, viaExec bool, socket
 		Name:     inst.Config[controller.KeyLB],
 		Instance: inst.Project + "/" + inst.Name,
 		State:    inst.Status,
-		Address:  inst.IPv4(specs.DefaultNIC),
 		Status:   controller.StatusFromConfig(inst.Config),
 		Servers:  []serverStatus{},
+	}
+	s.VirtualIP = s.Status.VirtualIP
+	vip := strings.Split(s.VirtualIP, "/")[0]
+	for _, a := range inst.Addresses[specs.DefaultNIC] {
+		switch {
+		case vip != "" && a == vip:
+			s.HoldsVirtualIP = true
+		case s.Address == "":
+			s.Address = a
+		}
 	}
 	if !inst.Running() {
 		s.RuntimeErr = "the instance is not running"
@@ -170,6 +193,16 @@ func printStatus(e *env, s lbStatus) {
 		fmt.Fprintf(e.stdout, ", %s", s.Address)
 	}
 	fmt.Fprintln(e.stdout, ")")
+	if s.VirtualIP != "" {
+		held := "held by no replica"
+		switch {
+		case s.HoldsVirtualIP:
+			held = "held here"
+		case s.VirtualIPHolder != "":
+			held = "held by " + s.VirtualIPHolder
+		}
+		fmt.Fprintf(e.stdout, "  virtual IP: %s (%s)\n", s.VirtualIP, held)
+	}
 	st := s.Status
 	applied := "never"
 	if !st.AppliedAt.IsZero() {

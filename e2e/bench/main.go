@@ -13,6 +13,8 @@
 //	    and structural reloads, one at a time; failed requests by the kind
 //	    of event whose window they fell in
 //	(e) WebSockets held through the churn; breaks by cause
+//	(g) an LB pair behind a virtual address: a client polls it every 10 ms
+//	    through hard kills, clean stops and returns of the holder
 //	(f) joins, from the moment the controller can know (an address
 //	    visible, a label set) to the first request served, split into the
 //	    controller's part, the first passing check and the first request;
@@ -50,6 +52,7 @@ var (
 	structural = flag.Int("reloads", 10, "structural reloads in the churn (c)")
 	sockets    = flag.Int("websockets", 500, "WebSockets held through the churn (e)")
 	rate       = flag.Int("rate", 200, "requests per second of the load in (c)")
+	failovers  = flag.Int("failovers", 5, "rounds of (g): hard kill, return, clean stop, return of the pair's holder")
 	keep       = flag.Bool("keep", false, "keep the project afterwards")
 )
 
@@ -154,7 +157,19 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var fo failoverResult
+	if *failovers > 0 {
+		fmt.Fprintln(os.Stderr, "== (g): failover of an LB pair")
+		prefix, err := b.staticPrefix()
+		if err != nil {
+			return err
+		}
+		if fo, err = b.failover(*failovers, prefix+".241"); err != nil {
+			return err
+		}
+	}
 	report(cyc, reused, fresh, ch)
+	reportFailover(fo)
 	return nil
 }
 
@@ -166,8 +181,10 @@ func (b *bench) cleanup() {
 		_ = exec.Command("incus", "--project", b.project, "delete", "--force", i.Name).Run()
 	}
 	_ = exec.Command("incus", "project", "delete", b.project).Run()
-	_ = os.Remove("/run/incuslb/" + b.project + "_" + lbName + ".admin.sock")
-	_ = os.Remove("/run/incuslb/" + b.project + "_" + lbName + ".master.sock")
+	socks, _ := filepath.Glob("/run/incuslb/" + b.project + "_*.sock")
+	for _, s := range socks {
+		_ = os.Remove(s)
+	}
 }
 
 func sh(env string, name string, args ...string) error {

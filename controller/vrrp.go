@@ -1,0 +1,173 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/incuslb/incuslb/incus"
+	"github.com/incuslb/incuslb/keepalived"
+	"github.com/incuslb/incuslb/specs"
+)
+
+// ensureVRRP makes keepalived on every running replica of a pair run the
+// config for the replicas as they are now (their own addresses are the
+// unicast peers), and notes which replica holds the virtual address. A
+// config is tested with keepalived -t before it replaces the one in use;
+// a running keepalived reloads it (SIGHUP) and keeps its state.
+func (a *Applier) ensureVRRP(ctx context.Context, lb *specs.LoadBalancer, top *Plan) error {
+	ha := lb.Spec.HighAvailability
+	vip := lb.VirtualAddr()
+	insts := map[string]*incus.Instance{}
+	for _, p := range top.Replicas {
+		if p.inst != nil {
+			insts[p.inst.Name] = p.inst
+		}
+	}
+	// Own addresses of every replica that runs, by replica.
+	own := map[string]netip.Addr{}
+	for _, r := range Replicas(lb) {
+		in := r.Spec.Instance
+		inst, ok := insts[in.Name]
+		if !ok {
+			got, err := a.Incus.GetInstance(ctx, in.Project, in.Name, true)
+			if err != nil {
+				continue // absent or unreadable: not a peer this pass
+			}
+			inst, insts[in.Name] = got, got
+		}
+		if addr, err := netip.ParseAddr(ownAddress(r, inst)); err == nil && inst.Running() {
+			own[in.Name] = addr
+		}
+	}
+	var errs []error
+	for i, r := range Replicas(lb) {
+		in := r.Spec.Instance
+		self, ok := own[in.Name]
+		if !ok {
+			continue
+		}
+		var peers []netip.Addr
+		for name, addr := range own {
+			if name != in.Name {
+				peers = append(peers, addr)
+			}
+		}
+		slices.SortFunc(peers, func(x, y netip.Addr) int { return x.Compare(y) })
+		conf := keepalived.Render(keepalived.Config{
+			LB: lb.Metadata.Name, Replica: in.Name, Index: i + 1, Interface: ha.NIC,
+			Virtual: netip.MustParsePrefix(ha.VirtualIP), RouterID: ha.VRRP.RouterID,
+			Advert: ha.VRRP.AdvertInterval.Duration, Self: self, Peers: peers,
+		})
+		changed, err := a.pushVRRP(ctx, r, conf)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("replica %s: keepalived: %w", in.Name, err))
+			continue
+		}
+		if changed != "" {
+			top.VRRP = append(top.VRRP, in.Name+": "+changed)
+		}
+	}
+	for _, r := range Replicas(lb) {
+		if holds(insts[r.Spec.Instance.Name], ha.NIC, vip) {
+			top.Holder = r.Spec.Instance.Name
+		}
+	}
+	if top.Holder != "" {
+		a.holders.set(lb.Metadata.Name, top.Holder)
+	} else if len(own) > 0 {
+		top.waiting = true // an election is under way: look again
+		if top.RequeueAfter == 0 || top.RequeueAfter > vrrpSettle {
+			top.RequeueAfter = vrrpSettle
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pushVRRP installs keepalived in a replica when its image lacks it, and
+// makes it run conf. It returns what it changed ("" for nothing).
+func (a *Applier) pushVRRP(ctx context.Context, r *specs.LoadBalancer, conf string) (string, error) {
+	in := r.Spec.Instance
+	key := in.Project + "/" + in.Name
+	have, err := a.Incus.ReadFile(ctx, in.Project, in.Name, keepalived.ConfigPath)
+	if err != nil && !errors.Is(err, incus.ErrNotFound) {
+		return "", err
+	}
+	if string(have) == conf && a.vrrpChecked.has(key) {
+		return "", nil
+	}
+	var did []string
+	res, err := a.Incus.Exec(ctx, in.Project, in.Name, []string{"sh", "-c", "command -v keepalived >/dev/null || " + installScript("keepalived")}, nil)
+	if err != nil {
+		return "", err
+	}
+	if res.Code != 0 {
+		return "", fmt.Errorf("the image lacks keepalived and installing it from the instance's package mirror failed (exit %d; put keepalived in the image): %s", res.Code, tail(res.Output(), 5))
+	}
+	if strings.Contains(string(res.Stdout), installedMark) {
+		did = append(did, "installed keepalived")
+	}
+	if err := a.Incus.WriteFile(ctx, in.Project, in.Name, keepalived.CheckPath, []byte(keepalived.Check), incus.FileMode{Mode: 0o755}); err != nil {
+		return "", err
+	}
+	tmp, err := a.Incus.WriteTemp(ctx, in.Project, in.Name, keepalived.ConfigPath, []byte(conf), incus.FileMode{Mode: 0o644})
+	if err != nil {
+		return "", err
+	}
+	res, err = a.Incus.Exec(ctx, in.Project, in.Name, []string{"sh", "-c", vrrpScript, "vrrp", tmp}, nil)
+	if err != nil {
+		return "", err
+	}
+	if res.Code != 0 {
+		return "", fmt.Errorf("exit %d: %s", res.Code, tail(res.Output(), 8))
+	}
+	a.vrrpChecked.set(key, true)
+	if string(have) != conf {
+		did = append(did, "wrote keepalived.conf")
+	}
+	if out := strings.TrimSpace(string(res.Stdout)); out != "" {
+		did = append(did, out)
+	}
+	return strings.Join(did, ", "), nil
+}
+
+// installedMark is what installScript prints once it installed a package.
+const installedMark = "incuslb: installed"
+
+// installScript installs a Debian package in an instance whose image lacks
+// it (from the instance's own package mirror).
+func installScript(pkg string) string {
+	return fmt.Sprintf("{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq %s >/dev/null && echo '%s %s'; }",
+		pkg, installedMark, pkg)
+}
+
+// vrrpScript tests the new config ($1), puts it in place and makes
+// keepalived run it: a reload (SIGHUP) when it runs, else a start. Under
+// systemd a drop-in orders keepalived after HAProxy, so that a clean stop
+// of the instance stops keepalived first: it hands the virtual address
+// over (priority 0) while HAProxy still serves. kill is the shell's: the
+// image need not have procps.
+const vrrpScript = `set -e
+new=$1 conf=` + keepalived.ConfigPath + `
+if ! out=$(keepalived -t -f "$new" 2>&1); then rm -f "$new"; echo "$out" >&2; echo "keepalived -t rejected the config" >&2; exit 3; fi
+mv -f "$new" "$conf"
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  d=/etc/systemd/system/keepalived.service.d
+  if [ ! -f "$d/incuslb.conf" ]; then
+    mkdir -p "$d"
+    printf '[Unit]\n# incuslb: stop keepalived before HAProxy, so a clean stop hands the virtual address over first.\nAfter=haproxy.service\n' >"$d/incuslb.conf"
+    systemctl daemon-reload
+  fi
+  systemctl enable -q keepalived 2>/dev/null || true
+  pid=$(systemctl show -p MainPID --value keepalived)
+  if [ "${pid:-0}" != 0 ]; then kill -HUP "$pid"; echo "reloaded keepalived"; else systemctl start keepalived; echo "started keepalived"; fi
+else
+  if [ -s /run/keepalived.pid ] && kill -0 "$(cat /run/keepalived.pid)" 2>/dev/null; then
+    kill -HUP "$(cat /run/keepalived.pid)"; echo "reloaded keepalived"
+  else
+    keepalived; echo "started keepalived"
+  fi
+fi`

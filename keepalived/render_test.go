@@ -1,0 +1,66 @@
+package keepalived
+
+import (
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func TestRenderGolden(t *testing.T) {
+	cases := map[string]Config{
+		"pair-1": {LB: "edge", Replica: "edge-1", Index: 1, Interface: "eth0",
+			Virtual: netip.MustParsePrefix("10.77.0.250/24"), RouterID: 51, Advert: 100 * time.Millisecond,
+			Self: netip.MustParseAddr("10.77.0.10"), Peers: []netip.Addr{netip.MustParseAddr("10.77.0.11")}},
+		"three-2": {LB: "my-edge", Replica: "my-edge-2", Index: 2, Interface: "eth1",
+			Virtual: netip.MustParsePrefix("192.168.5.9/16"), RouterID: 7, Advert: 1500 * time.Millisecond,
+			Self: netip.MustParseAddr("192.168.0.3"), Peers: []netip.Addr{netip.MustParseAddr("192.168.0.2"), netip.MustParseAddr("192.168.0.4")}},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := Render(c)
+			if Render(c) != got {
+				t.Fatal("not deterministic")
+			}
+			golden := filepath.Join("testdata", name+".conf.golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("Render differs from %s (go test -update to accept):\n%s", golden, got)
+			}
+		})
+	}
+}
+
+func TestSeconds(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		10 * time.Millisecond: "0.01", 100 * time.Millisecond: "0.1", 250 * time.Millisecond: "0.25",
+		time.Second: "1", 1500 * time.Millisecond: "1.5", 40950 * time.Millisecond: "40.95",
+	} {
+		if got := seconds(d); got != want {
+			t.Errorf("seconds(%v) = %s, want %s", d, got, want)
+		}
+	}
+}
+
+func TestPriorityDistinct(t *testing.T) {
+	seen := map[int]bool{}
+	for i := 1; i <= 8; i++ {
+		p := Priority(i)
+		if p < 1 || p > 254 || seen[p] {
+			t.Fatalf("Priority(%d) = %d", i, p)
+		}
+		seen[p] = true
+	}
+}
