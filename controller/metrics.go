@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"strconv"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ type Metrics struct {
 	eventToApplied *prometheus.HistogramVec
 	oldWorkers     *prometheus.GaugeVec
 	oldSessions    *prometheus.GaugeVec
+	leader         *prometheus.GaugeVec
 
 	mu          sync.Mutex
 	lastSuccess map[string]time.Time // by LB
@@ -102,8 +104,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "incuslb_old_worker_sessions", Help: "Sessions (WebSockets, long requests) held by old workers.",
 	}, []string{"lb"})
 	m.lastSuccess = map[string]time.Time{}
+	m.leader = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "incuslb_lease_holder",
+		Help: "The holder of the leader lease as this controller last read it (value: the lease generation); is_me is true on the leader.",
+	}, []string{"holder", "is_me"})
 	reg.MustRegister(m.reconciles, m.reconcileTime, m.reloads, m.runtimeUpdates, m.members, m.eventToApplied,
-		m.oldWorkers, m.oldSessions, m)
+		m.oldWorkers, m.oldSessions, m.leader, m)
 	return m
 }
 
@@ -152,4 +158,13 @@ func (m *Metrics) setOldWorkers(lb string, sessions map[int]int) {
 	}
 	m.oldWorkers.WithLabelValues(lb).Set(float64(len(sessions)))
 	m.oldSessions.WithLabelValues(lb).Set(float64(total))
+}
+
+// SetLeaseHolder exports the lease's holder as last read.
+func (m *Metrics) SetLeaseHolder(holder string, generation int64, me bool) {
+	if m == nil {
+		return
+	}
+	m.leader.Reset()
+	m.leader.WithLabelValues(holder, strconv.FormatBool(me)).Set(float64(generation))
 }

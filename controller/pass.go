@@ -59,6 +59,10 @@ type Applier struct {
 	// CertRoot is the directory certificate files must resolve under
 	// (--cert-root); "" reads them wherever the spec says (tests).
 	CertRoot string
+	// Leader, when set, is the election: a pass of a controller that does
+	// not lead writes nothing, and every status it writes carries its
+	// lease generation (see fence).
+	Leader Leader
 	// PassTimeout bounds one pass, every Incus call and runtime API exchange
 	// in it included. Default DefaultPassTimeout.
 	PassTimeout time.Duration
@@ -136,6 +140,17 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 	}
 	if err := ownership(lb, obs); err != nil {
 		return p, err // not ours: nothing is written, not even a status
+	}
+	if !dryRun {
+		var cfg map[string]string
+		if obs.Instance != nil {
+			cfg = obs.Instance.Config
+		}
+		gen, err := a.fence(cfg)
+		if err != nil {
+			return p, err // a newer leader manages it: nothing is written
+		}
+		p.generation = gen
 	}
 	cert, err := a.loadCert(lb)
 	specHash := SpecHash(lb, cert)

@@ -89,6 +89,7 @@ type Plan struct {
 	waiting    bool            // a selected member has no address yet
 	drainsLeft bool            // a member is still draining
 	inst       *incus.Instance // the LB instance with its state, read at the end of a replica's pass
+	generation int64           // the lease generation the pass writes under (0: no election)
 }
 
 // Changed reports whether the pass changes anything.

@@ -31,6 +31,9 @@ func (a *Applier) record(ctx context.Context, lb *specs.LoadBalancer, obs *Obser
 		return a.writeStatus(ctx, lb, old, st)
 	}
 	st.Source, st.Revision, st.ConfigHash = lb.Source, lb.Revision, p.hash
+	if p.generation > 0 {
+		st.LeaderGeneration = p.generation
+	}
 	st.VirtualIP = ""
 	if ha := lb.Spec.HighAvailability; ha != nil {
 		st.VirtualIP = ha.VirtualIP

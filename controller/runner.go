@@ -57,6 +57,10 @@ type Runner struct {
 	// SyncGit (the webhook).
 	Git         *GitSource
 	GitInterval time.Duration
+	// Leader, when set, gates the passes: a controller that does not
+	// lead keeps its store and event stream (its caches) warm and makes
+	// no pass; call Lead when it starts leading.
+	Leader Leader
 
 	once      sync.Once
 	syncs     chan string   // pending git syncs, coalesced
@@ -131,7 +135,7 @@ func (r *Runner) readiness(now time.Time) (bool, string) {
 		return false, "the spec files were not read recently"
 	case r.Git != nil && now.Sub(r.Git.LastSuccess()) > 3*r.GitInterval:
 		return false, "no successful git fetch recently"
-	case len(waiting) > 0:
+	case len(waiting) > 0 && r.leads():
 		return false, fmt.Sprintf("no pass finished yet for %v", waiting)
 	}
 	return true, ""
@@ -183,6 +187,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
+// Lead is called when this controller starts leading: every LoadBalancer
+// gets a pass.
+func (r *Runner) Lead() {
+	r.init()
+	r.Log.Info("leading: reconciling every LoadBalancer")
+	r.enqueueAll()
+}
+
 // shutdownGrace is how long the passes under way get at shutdown before
 // their context is cancelled; well inside the unit's TimeoutStopSec.
 const shutdownGrace = 5 * time.Second
@@ -199,6 +211,13 @@ func (r *Runner) work(ctx context.Context) {
 		name, ok := r.queue.Get()
 		if !ok {
 			return
+		}
+		if r.Leader != nil {
+			if leading, _ := r.Leader.Leading(); !leading {
+				r.queue.Forget(name) // Lead enqueues everything again
+				r.queue.Done(name)
+				continue
+			}
 		}
 		res, err := r.reconcile(ctx, name)
 		switch {
@@ -381,4 +400,14 @@ func (r *Runner) fetch(ctx context.Context, reason string) (snapshot, bool) {
 	sha, path := r.Git.Revision()
 	r.Log.Info("fetched a new commit", "commit", sha, "trigger", reason)
 	return snapshot{path: path, revision: sha, skipped: r.Git.SkippedFiles()}, true
+}
+
+// leads reports whether this controller makes passes: always without an
+// election.
+func (r *Runner) leads() bool {
+	if r.Leader == nil {
+		return true
+	}
+	leading, _ := r.Leader.Leading()
+	return leading
 }

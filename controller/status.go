@@ -52,6 +52,9 @@ type Status struct {
 	// VirtualIP is set on the replicas of a pair: the address keepalived
 	// moves between them.
 	VirtualIP string `json:"virtualIP,omitempty"`
+	// LeaderGeneration is the lease generation of the controller that
+	// last applied the spec (0: written without leader election).
+	LeaderGeneration int64 `json:"leaderGeneration,omitempty"`
 }
 
 // StatusFromConfig reads the recorded status from instance config.
@@ -65,6 +68,7 @@ func StatusFromConfig(cfg map[string]string) Status {
 		VirtualIP:  cfg[KeyVirtualIP],
 	}
 	s.Generation, _ = strconv.ParseInt(cfg[KeyGeneration], 10, 64)
+	s.LeaderGeneration, _ = strconv.ParseInt(cfg[KeyLeaderGeneration], 10, 64)
 	s.AppliedAt, _ = time.Parse(time.RFC3339, cfg[KeyAppliedAt])
 	_ = json.Unmarshal([]byte(cfg[KeyConditions]), &s.Conditions)
 	return s
@@ -89,6 +93,9 @@ func (s Status) Keys() map[string]string {
 		KeyVirtualIP:  s.VirtualIP,
 		KeyConditions: string(conds),
 		KeyAppliedAt:  "",
+	}
+	if s.LeaderGeneration > 0 {
+		keys[KeyLeaderGeneration] = strconv.FormatInt(s.LeaderGeneration, 10)
 	}
 	if !s.AppliedAt.IsZero() {
 		keys[KeyAppliedAt] = s.AppliedAt.UTC().Format(time.RFC3339)

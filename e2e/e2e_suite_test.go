@@ -107,6 +107,7 @@ var _ = AfterSuite(func() {
 			_, _ = incus("delete", "--force", i.Name)
 		}
 		_, _ = exec.Command("incus", "project", "delete", project).CombinedOutput()
+		_, _ = exec.Command("incus", "profile", "delete", leaseProfile(), "--project", "default").CombinedOutput()
 		// The host ends of every LB's proxy devices (Incus leaves them).
 		socks, _ := filepath.Glob("/run/incuslb/" + project + "_*.sock")
 		for _, s := range socks {
@@ -117,6 +118,11 @@ var _ = AfterSuite(func() {
 		_ = os.RemoveAll(workDir)
 	}
 })
+
+// leaseProfile is the leader lease of the suite's controllers: one of
+// their own (removed afterwards), so that no other controller on the
+// machine is in their election.
+func leaseProfile() string { return "incuslb-lease-" + project }
 
 // cliTimeout bounds every incus CLI call, so that a hung one fails the
 // spec instead of the whole run.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -219,6 +220,9 @@ func startControllerArgs(args ...string) *controllerProcess {
 	listen := ln.Addr().String()
 	ln.Close()
 	p := &controllerProcess{log: &lockedBuffer{}, listen: listen, done: make(chan int, 1)}
+	if !slices.Contains(args, "--lease") {
+		args = append(args, "--lease", leaseProfile())
+	}
 	p.cmd = exec.Command(bin, append(args, "--listen", listen)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	Expect(p.cmd.Start()).To(Succeed())

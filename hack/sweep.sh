@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sweep.sh deletes what an interrupted e2e or bench run left behind: the
 # Incus projects it names incuslb-e2e-<hex> and incuslb-bench-<hex>, their
-# instances, and their host-side sockets under /run/incuslb. Those names
+# instances, their host-side sockets under /run/incuslb, and their leader
+# lease profiles (incuslb-lease-incuslb-e2e-<hex>...). Those names
 # belong to the suite and the harness only; nothing else is touched. Run it
 # before a suite, never beside one (make e2e and make bench do).
 set -euo pipefail
@@ -20,4 +21,10 @@ for p in $projects; do
   incus project delete "$p" >/dev/null 2>&1 || log "could not delete project $p"
   rm -f /run/incuslb/"$p"_*.sock
   rm -rf /run/incuslb-e2e-run-"$p"
+done
+
+for p in $(incus profile list --project default -f csv -c n |
+  grep -E '^incuslb-lease-incuslb-(e2e|bench)-[0-9a-f]{6}(-[a-z]+)?$' || true); do
+  log "deleting leftover lease profile $p"
+  incus profile delete --project default "$p" >/dev/null 2>&1 || log "could not delete profile $p"
 done

@@ -66,13 +66,25 @@ func (e *env) apply(args []string) error {
 	fs := e.newFlags("apply", "apply -f FILE|DIR|- [--dry-run] [--remote NAME]")
 	file := fs.String("f", "", "spec file, directory of specs, or - for stdin")
 	dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
+	force := fs.Bool("force", false, "apply even while an incuslb run holds the leader lease (it may undo the change)")
 	cf := addClusterFlags(fs)
+	lf := addLeaseFlags(fs, false)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	lbs, a, err := e.specsAndApplier(*file, cf)
 	if err != nil {
 		return err
+	}
+	if !*dryRun {
+		held, err := liveHolder(e.ctx, a.Incus.(*incus.Client), *lf.profile)
+		if err != nil {
+			return fmt.Errorf("reading the leader lease (--lease %q): %w", *lf.profile, err)
+		}
+		if held.Holder != "" && !*force {
+			return fmt.Errorf("%s holds the leader lease (--lease %q, generation %d, renewed %s ago): an incuslb run manages these LoadBalancers and would undo a change made beside it; change its specs instead, or apply --force",
+				held.Holder, *lf.profile, held.Generation, time.Since(held.Renewed).Truncate(time.Second))
+		}
 	}
 	var failed []string
 	for _, lb := range lbs {

@@ -40,6 +40,7 @@ func (e *env) run(args []string) error {
 	remote := fs.String("remote", "", "incus CLI remote to use (default: the local unix socket)")
 	socketDir := fs.String("socket-dir", "/run/incuslb", "host directory of the HAProxy admin/master sockets of the LB instances (proxy devices)")
 	forceReload := fs.Bool("force-reload", false, "apply every change with a reload instead of the runtime API (for comparison benchmarks)")
+	lf := addLeaseFlags(fs, true)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -111,6 +112,10 @@ func (e *env) run(args []string) error {
 	if git != nil {
 		metrics.SetGitLastFetch(git.LastSuccess)
 	}
+	el, err := lf.elector(c, log)
+	if err != nil {
+		return err
+	}
 	runner := &controller.Runner{
 		Store:       store,
 		Reconciler:  &controller.LBReconciler{Store: store, Applier: applier, Log: log, Metrics: metrics, Prune: *prune, PruneGrace: grace},
@@ -120,6 +125,22 @@ func (e *env) run(args []string) error {
 		Workers:     *workers,
 		Git:         git,
 		GitInterval: *gitInterval,
+	}
+	if el != nil {
+		applier.Leader, runner.Leader = el, el
+		el.OnChange = func(leading bool, _ int64) {
+			if leading {
+				runner.Lead()
+			}
+		}
+		ectx, stop := context.WithCancel(context.WithoutCancel(e.ctx))
+		done := make(chan struct{})
+		go func() { defer close(done); el.Run(ectx) }()
+		go exportLease(ectx, el, metrics)
+		// At the end: the passes under way finish (runner.Run returns),
+		// then the lease is released so another controller takes over at
+		// once.
+		defer func() { stop(); <-done }()
 	}
 
 	var srv *http.Server
@@ -149,7 +170,7 @@ func (e *env) run(args []string) error {
 		}()
 		log.Info("listening", "address", ln.Addr().String())
 	}
-	log.Info("incuslb run starting", "spec", *specPath, "git", controller.RedactURL(*gitRepo), "branch", *gitBranch, "incus", c.Name(), "resync", resync.String())
+	log.Info("incuslb run starting", "lease", *lf.profile, "identity", *lf.identity, "spec", *specPath, "git", controller.RedactURL(*gitRepo), "branch", *gitBranch, "incus", c.Name(), "resync", resync.String())
 	err = runner.Run(e.ctx)
 	if srv != nil {
 		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -60,6 +60,7 @@ func (e *env) status(args []string) error {
 	output := fs.String("o", "text", "output format: text or json")
 	via := fs.String("runtime-via", "auto", "reach HAProxy's runtime API through the host socket (auto) or through exec in the instance (exec)")
 	cf := addClusterFlags(fs)
+	lf := addLeaseFlags(fs, false)
 	var name string
 	if err := parse(fs, args, &name); err != nil {
 		return err
@@ -98,10 +99,22 @@ func (e *env) status(args []string) error {
 	for i := range out {
 		out[i].VirtualIPHolder = held[out[i].Name]
 	}
+	leader, err := liveHolder(e.ctx, c, *lf.profile)
+	if err != nil {
+		leader.Holder = "unknown (" + err.Error() + ")"
+	}
 	if *output == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
+	}
+	if *lf.profile != "" {
+		if leader.Holder == "" {
+			fmt.Fprintf(e.stdout, "leader: none (lease %q not held)\n\n", *lf.profile)
+		} else {
+			fmt.Fprintf(e.stdout, "leader: %s (lease %q, generation %d, renewed %s ago)\n\n", leader.Holder, *lf.profile,
+				leader.Generation, time.Since(leader.Renewed).Truncate(time.Millisecond))
+		}
 	}
 	for i, s := range out {
 		if i > 0 {

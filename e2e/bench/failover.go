@@ -54,7 +54,7 @@ func (b *bench) failover(rounds int, vip string) (failoverResult, error) {
 	if err != nil {
 		return res, err
 	}
-	cmd := exec.Command(b.bin, "run", "--spec", dir, "--listen", "", "--resync", "1m")
+	cmd := exec.Command(b.bin, "run", "--spec", dir, "--listen", "", "--resync", "1m", "--lease", b.lease())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return res, err
@@ -100,7 +100,9 @@ func (b *bench) failover(rounds int, vip string) (failoverResult, error) {
 	}
 	start := func(h string) (testenv.PollResult, error) {
 		r, _, err := event("return", func(string) error {
-			if err := b.incus("start", h); err != nil {
+			// The controller may have started it already: it keeps its
+			// LB instances running.
+			if err := b.incus("start", h); err != nil && !strings.Contains(err.Error(), "already running") {
 				return err
 			}
 			return ready()

@@ -181,11 +181,15 @@ func (b *bench) cleanup() {
 		_ = exec.Command("incus", "--project", b.project, "delete", "--force", i.Name).Run()
 	}
 	_ = exec.Command("incus", "project", "delete", b.project).Run()
+	_ = exec.Command("incus", "profile", "delete", "--project", "default", b.lease()).Run()
 	socks, _ := filepath.Glob("/run/incuslb/" + b.project + "_*.sock")
 	for _, s := range socks {
 		_ = os.Remove(s)
 	}
 }
+
+// lease is the leader lease of the harness's controllers: their own.
+func (b *bench) lease() string { return "incuslb-lease-" + b.project }
 
 func sh(env string, name string, args ...string) error {
 	cmd := exec.Command(name, args...)
@@ -277,7 +281,7 @@ func (b *bench) startController(forceReload bool) (*controllerProc, error) {
 	if err := b.writeSpec(b.serverTimeout); err != nil {
 		return nil, err
 	}
-	args := []string{"run", "--spec", filepath.Join(b.work, "specs"), "--listen", "", "--resync", "1m"}
+	args := []string{"run", "--spec", filepath.Join(b.work, "specs"), "--listen", "", "--resync", "1m", "--lease", b.lease()}
 	if forceReload {
 		args = append(args, "--force-reload")
 	}
