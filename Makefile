@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 10s
 
-.PHONY: all build test unit fuzz lint deps demo demo-clean demo-render clean incus-env e2e bench
+.PHONY: all build test unit fuzz lint deps demo demo-clean demo-render clean incus-env e2e bench cluster-env e2e-cluster
 
 all: build
 
@@ -17,8 +17,9 @@ deps:
 	@command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
 
 ## test: everything CI runs: set up Incus, lint, unit tests (goldens checked
-## by real haproxy -c), a short fuzz run, and the e2e suite on real Incus.
-test: incus-env lint unit fuzz e2e
+## by real haproxy -c), a short fuzz run, the e2e suite on real Incus, and
+## the cluster e2e suite on a nested 3-member Incus cluster.
+test: incus-env lint unit fuzz e2e e2e-cluster
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -61,6 +62,16 @@ e2e: incus-env
 	  echo "== e2e suite with LB image $$img"; \
 	  INCUSLB_E2E_IMAGE=$$img $(GO) test -v -tags e2e -count=1 -timeout 30m ./e2e/ -ginkgo.v || exit 1; \
 	done
+
+## cluster-env: a real 3-member Incus cluster of nested containers on this
+## machine (hack/cluster.sh; the member image is cached under .cache/nest).
+cluster-env: incus-env
+	bash hack/cluster.sh up
+
+## e2e-cluster: the e2e suite on that cluster (an LB pair spread over two
+## members, a member hard-killed and back).
+e2e-cluster: cluster-env
+	INCUS_CONF=$(CURDIR)/.cache/nest/incus-conf $(GO) test -v -tags cluster -count=1 -timeout 20m ./e2e/cluster/ -ginkgo.v
 
 ## bench: the benchmarks of BENCHMARKS.md: Go benchmarks on a fake Incus of
 ## 10,000 instances, then the harness on real Incus (prints a table).

@@ -65,7 +65,9 @@ func copyMap(m map[string]string) map[string]string {
 	return out
 }
 
-func (f *fakeIncus) CreateInstance(_ context.Context, _, name, _ string, _ []string, config map[string]string) error {
+func (f *fakeIncus) ClusterMembers(context.Context) ([]incus.Member, error) { return nil, nil }
+
+func (f *fakeIncus) CreateInstance(_ context.Context, _, name, _ string, _ []string, config map[string]string, _ string) error {
 	f.ran = append(f.ran, "create "+name)
 	f.inst = incus.Instance{Name: name, Project: "default", Status: "Running", Config: copyMap(config),
 		Addresses: map[string][]string{"eth0": {"10.0.0.2"}}}

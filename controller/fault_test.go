@@ -50,11 +50,11 @@ func (f *faultIncus) GetInstance(ctx context.Context, p, n string, s bool) (*inc
 	}
 	return f.fakeIncus.GetInstance(ctx, p, n, s)
 }
-func (f *faultIncus) CreateInstance(ctx context.Context, p, n, i string, pr []string, c map[string]string) error {
+func (f *faultIncus) CreateInstance(ctx context.Context, p, n, i string, pr []string, c map[string]string, t string) error {
 	if err := f.fault(ctx, "CreateInstance"); err != nil {
 		return err
 	}
-	return f.fakeIncus.CreateInstance(ctx, p, n, i, pr, c)
+	return f.fakeIncus.CreateInstance(ctx, p, n, i, pr, c, t)
 }
 func (f *faultIncus) SetState(ctx context.Context, p, n, a string, force bool) error {
 	if err := f.fault(ctx, "SetState"); err != nil {

@@ -31,9 +31,13 @@ func (a *Applier) ensureInstance(ctx context.Context, lb *specs.LoadBalancer, ob
 		if err := a.socketDir(); err != nil {
 			return err
 		}
-		log.Info("creating LB instance", "image", in.Image)
+		target, err := a.target(ctx, lb)
+		if err != nil {
+			return fmt.Errorf("choosing a cluster member for %s: %w", key, err)
+		}
+		log.Info("creating LB instance", "image", in.Image, "target", target)
 		if err := a.Incus.CreateInstance(ctx, in.Project, in.Name, in.Image, in.Profiles,
-			map[string]string{KeyLB: lb.Metadata.Name}); err != nil {
+			map[string]string{KeyLB: lb.Metadata.Name}, target); err != nil {
 			return err
 		}
 	case obs.Owner == "":

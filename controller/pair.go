@@ -27,6 +27,7 @@ type pinned struct {
 // LB's name (the owner key, the cookie keys) stays the LB's.
 func Replica(lb *specs.LoadBalancer, i int) *specs.LoadBalancer {
 	r := *lb
+	r.ReplicaOf = lb.Spec.Instance.Name
 	r.Spec.Instance.Name = specs.ReplicaName(lb.Spec.Instance.Name, i)
 	return &r
 }
@@ -80,6 +81,15 @@ func (a *Applier) applyPair(ctx context.Context, lb *specs.LoadBalancer, dryRun 
 	var pin *pinned
 	var errs []error
 	for _, r := range order {
+		// A replica on a cluster member Incus cannot reach (status Error)
+		// is left alone: its pass would only wait out its deadlines while
+		// the pair serves from the others.
+		if inst, err := a.Incus.GetInstance(ctx, r.Spec.Instance.Project, r.Spec.Instance.Name, false); err == nil && inst.Status == statusUnreachable {
+			errs = append(errs, fmt.Errorf("replica %s: its cluster member %s does not answer (Incus reports the instance %s); the pair serves from the other replicas",
+				r.Spec.Instance.Name, inst.Location, inst.Status))
+			top.Replicas = append(top.Replicas, &Plan{LB: lb.Metadata.Name, Instance: r.Spec.Instance.Project + "/" + r.Spec.Instance.Name})
+			continue
+		}
 		p, err := a.applyOne(ctx, r, dryRun, pin)
 		top.Replicas = append(top.Replicas, p)
 		if err != nil {
@@ -136,6 +146,51 @@ func holds(inst *incus.Instance, nic string, vip netip.Addr) bool {
 	return slices.Contains(inst.Addresses[nic], vip.String())
 }
 
+// statusUnreachable is the status Incus gives an instance whose cluster
+// member is offline.
+const statusUnreachable = "Error"
+
 // vrrpSettle is how long after a pass that changed keepalived's config the
 // holder is looked at again.
 const vrrpSettle = time.Second
+
+// place picks the cluster member for a new replica: an online member that
+// runs no other replica of the pair, the first by name; when every online
+// member runs one already, the online member with the fewest. "" without
+// a cluster (or with no member online: Incus then refuses or chooses).
+func place(members []incus.Member, used map[string]int) string {
+	best, bestN := "", -1
+	for _, m := range members {
+		if !m.Online {
+			continue
+		}
+		if n := used[m.Name]; bestN < 0 || n < bestN {
+			best, bestN = m.Name, n
+		}
+	}
+	return best
+}
+
+// target is where a new instance of lb goes: for a replica of a pair on a
+// cluster, a member apart from the other replicas (see place); else "",
+// Incus's choice.
+func (a *Applier) target(ctx context.Context, lb *specs.LoadBalancer) (string, error) {
+	if lb.Spec.HighAvailability == nil {
+		return "", nil
+	}
+	members, err := a.Incus.ClusterMembers(ctx)
+	if err != nil || len(members) == 0 {
+		return "", err
+	}
+	used := map[string]int{}
+	in := lb.Spec.Instance
+	for _, name := range lb.InstanceNames() {
+		if name == in.Name {
+			continue
+		}
+		if inst, err := a.Incus.GetInstance(ctx, in.Project, name, false); err == nil {
+			used[inst.Location]++
+		}
+	}
+	return place(members, used), nil
+}

@@ -24,6 +24,9 @@ func TestReplicas(t *testing.T) {
 	if rs[0].Metadata.Name != lb.Metadata.Name || lb.Spec.Instance.Name == rs[0].Spec.Instance.Name {
 		t.Fatal("a replica keeps the LB's name and leaves the LB's spec alone")
 	}
+	if got, want := strings.Join(rs[1].InstanceNames(), ","), strings.Join(lb.InstanceNames(), ","); got != want {
+		t.Errorf("a replica's copy names the pair's instances %s, want %s", got, want)
+	}
 	a := &Applier{}
 	if got := a.Primary(lb).Spec.Instance.Name; got != rs[0].Spec.Instance.Name {
 		t.Errorf("primary with no holder known: %s", got)
@@ -100,5 +103,32 @@ func TestPairPlanMerges(t *testing.T) {
 	top = &Plan{Replicas: []*Plan{{}, {waiting: true}}}
 	if !top.Converging() || top.Changed() {
 		t.Error("a waiting replica makes the pair converge, and no change")
+	}
+}
+
+func TestPlace(t *testing.T) {
+	on := func(names ...string) []incus.Member {
+		var out []incus.Member
+		for _, n := range names {
+			out = append(out, incus.Member{Name: strings.TrimSuffix(n, "!"), Online: !strings.HasSuffix(n, "!")})
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name    string
+		members []incus.Member
+		used    map[string]int
+		want    string
+	}{
+		{"no cluster", nil, nil, ""},
+		{"first replica: the first member", on("m1", "m2", "m3"), nil, "m1"},
+		{"apart from the other replica", on("m1", "m2", "m3"), map[string]int{"m1": 1}, "m2"},
+		{"an offline member is never chosen", on("m1", "m2!", "m3"), map[string]int{"m1": 1}, "m3"},
+		{"more replicas than members: the least used", on("m1", "m2"), map[string]int{"m1": 2, "m2": 1}, "m2"},
+		{"nothing online", on("m1!", "m2!"), nil, ""},
+	} {
+		if got := place(c.members, c.used); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
 	}
 }

@@ -18,7 +18,8 @@ import (
 // Incus is what an Applier needs of Incus. *incus.Client satisfies it.
 type Incus interface {
 	GetInstance(ctx context.Context, project, name string, state bool) (*incus.Instance, error)
-	CreateInstance(ctx context.Context, project, name, image string, profiles []string, config map[string]string) error
+	CreateInstance(ctx context.Context, project, name, image string, profiles []string, config map[string]string, target string) error
+	ClusterMembers(ctx context.Context) ([]incus.Member, error)
 	SetState(ctx context.Context, project, name, action string, force bool) error
 	UpdateConfig(ctx context.Context, project, name string, keys map[string]string) error
 	EnsureDevice(ctx context.Context, project, name, device string, settings map[string]string) error

@@ -141,7 +141,7 @@ var _ = Describe("an LB pair behind a virtual address on real Incus", Ordered, f
 		time.Sleep(2 * time.Second)
 		r := p.Finish()
 		GinkgoWriter.Printf("hard kill of %s: %s\n", h, r)
-		Expect(r.Window).To(BeNumerically("<", time.Second))
+		Expect(r.ErrorTime).To(BeNumerically("<", time.Second))
 		Expect(r.OK).To(BeNumerically(">", 100))
 	})
 

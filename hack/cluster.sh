@@ -98,10 +98,12 @@ build_image() {
 up() {
   mkdir -p "$DIR"
   raise_kernel_limits
-  build_image
   incus project show "$PROJECT" >/dev/null 2>&1 || incus project create "$PROJECT" \
     -c features.images=true -c features.profiles=true -c features.storage.volumes=true >/dev/null
-  h image info nest-incus >/dev/null 2>&1 || h image import "$CACHE/meta.tar.gz" "$CACHE/rootfs.tar.gz" --alias nest-incus >/dev/null
+  if ! h image info nest-incus >/dev/null 2>&1; then
+    build_image
+    h image import "$CACHE/meta.tar.gz" "$CACHE/rootfs.tar.gz" --alias nest-incus >/dev/null
+  fi
   # The member profile: unprivileged + nesting. raw.lxc makes LXC mount each
   # cgroup v1 hierarchy itself (this host mounts cpu and cpuacct apart, and
   # nested LXC failed with "Failed to open 9/cpuacct" without it).

@@ -81,6 +81,14 @@ func (c *Client) ListAllProjects(ctx context.Context, key string) ([]Instance, e
 	if err != nil {
 		return nil, fmt.Errorf("listing instances: %w", err)
 	}
+	if len(full) == 0 {
+		// A cluster that lost a member has been seen to answer a filtered
+		// list with [] (HTTP 200) for some seconds while the unfiltered
+		// list had every instance: an empty answer is checked unfiltered.
+		if full, err = c.in(ctx, "").GetInstancesFullAllProjects(api.InstanceTypeAny); err != nil {
+			return nil, fmt.Errorf("listing instances: %w", err)
+		}
+	}
 	out := make([]Instance, 0, len(full))
 	for i := range full {
 		inst := fromFull(&full[i], full[i].Project)
@@ -143,8 +151,9 @@ func fromFull(f *api.InstanceFull, project string) Instance {
 
 // CreateInstance creates a container from image (a local alias, or
 // remote:alias with a remote of the incus CLI configuration such as
-// images:debian/12) with the given profiles and config, and starts it.
-func (c *Client) CreateInstance(ctx context.Context, project, name, image string, profiles []string, config map[string]string) error {
+// images:debian/12) with the given profiles and config, and starts it. On
+// a cluster, target names the member it goes on ("": Incus chooses).
+func (c *Client) CreateInstance(ctx context.Context, project, name, image string, profiles []string, config map[string]string, target string) error {
 	req := api.InstancesPost{
 		Name:        name,
 		Type:        api.InstanceTypeContainer,
@@ -152,6 +161,9 @@ func (c *Client) CreateInstance(ctx context.Context, project, name, image string
 		Start:       true,
 	}
 	srv := c.in(ctx, project)
+	if target != "" {
+		srv = srv.UseTarget(target)
+	}
 	remote, alias, isRemote := strings.Cut(image, ":")
 	if !isRemote {
 		req.Source = api.InstanceSource{Type: "image", Alias: image}

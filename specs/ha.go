@@ -57,9 +57,13 @@ func (lb *LoadBalancer) InstanceNames() []string {
 	if ha == nil {
 		return []string{lb.Spec.Instance.Name}
 	}
+	base := lb.Spec.Instance.Name
+	if lb.ReplicaOf != "" {
+		base = lb.ReplicaOf
+	}
 	names := make([]string, ha.Replicas)
 	for i := range names {
-		names[i] = ReplicaName(lb.Spec.Instance.Name, i+1)
+		names[i] = ReplicaName(base, i+1)
 	}
 	return names
 }

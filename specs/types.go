@@ -23,6 +23,10 @@ type LoadBalancer struct {
 	// Doc is the 1-based index of the document within Source, or 0 when
 	// Source holds one document. Not part of the spec.
 	Doc int `json:"-"`
+	// ReplicaOf is set on the copy of the spec that one replica of a pair
+	// runs (its spec.instance.name is the replica's): the name the
+	// replicas' names derive from. Not part of the spec.
+	ReplicaOf string `json:"-"`
 }
 
 // ObjectMeta names the object. Name is a DNS label and names the LB

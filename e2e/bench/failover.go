@@ -39,7 +39,7 @@ type failoverResult struct {
 	rounds int
 	// per event: failed requests, and the error window of hard kills
 	killFailed, stopFailed, returnFailed []int
-	killWindow                           []time.Duration
+	killErrTime                          []time.Duration
 	samples                              []string
 }
 
@@ -115,7 +115,7 @@ func (b *bench) failover(rounds int, vip string) (failoverResult, error) {
 		if err != nil {
 			return res, err
 		}
-		res.killFailed, res.killWindow = append(res.killFailed, r.Failed), append(res.killWindow, r.Window)
+		res.killFailed, res.killErrTime = append(res.killFailed, r.Failed), append(res.killErrTime, r.ErrorTime)
 		if r, err = start(h); err != nil {
 			return res, err
 		}
@@ -177,10 +177,10 @@ func reportFailover(f failoverResult) {
 		}
 		return n, worst
 	}
-	fmt.Printf("\n| (g) LB pair, a client polling the virtual address every 10 ms | events | failed requests (all / worst event) | error window p50 / max | target |\n|---|---|---|---|---|\n")
+	fmt.Printf("\n| (g) LB pair, a client polling the virtual address every 10 ms | events | failed requests (all / worst event) | time of errors (failed x 10 ms) p50 / max | target |\n|---|---|---|---|---|\n")
 	n, w := sum(f.killFailed)
 	fmt.Printf("| hard kill of the holder (`incus stop --force`) | %d | %d / %d | %s / %s | < 1 s of errors |\n",
-		len(f.killFailed), n, w, ms(pct(f.killWindow, 50)), ms(pct(f.killWindow, 100)))
+		len(f.killFailed), n, w, ms(pct(f.killErrTime, 50)), ms(pct(f.killErrTime, 100)))
 	n, w = sum(f.stopFailed)
 	fmt.Printf("| clean stop of the holder (`incus stop`) | %d | %d / %d | | 0 errors |\n", len(f.stopFailed), n, w)
 	n, w = sum(f.returnFailed)

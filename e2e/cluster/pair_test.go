@@ -1,0 +1,179 @@
+//go:build cluster
+
+package cluster
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/incuslb/incuslb/e2e/testenv"
+)
+
+// The member killed holds a backend too: until HAProxy marks it DOWN
+// (one failed check, then fall-1 more fastInterval apart), requests sent
+// to it cost a connect timeout each before they are redispatched; short
+// ones keep that inside the client's 1 s.
+const pairSpec = `apiVersion: incuslb/v1alpha1
+kind: LoadBalancer
+metadata: {name: e2e-cl}
+spec:
+  instance: {name: c-lb, project: default, image: lb-haproxy}
+  highAvailability: {replicas: 2, virtualIP: %s/24, vrrp: {routerID: 63}}
+  defaults:
+    healthCheck: {interval: 1s, fastInterval: 200ms, fall: 2}
+    slowStart: 0s
+    timeouts: {connect: 100ms}
+  routes: [{pool: capi}]
+  pools:
+    - {name: capi, selector: {user.role: capi}, port: 8080, healthCheck: {path: /health}}
+`
+
+var replicas = []string{"c-lb-1", "c-lb-2"}
+
+var _ = Describe("an LB pair on a real 3-member cluster", Ordered, func() {
+	var (
+		ctl    *controller
+		vip    string
+		killed string // the member case 2 stopped
+	)
+	url := func() string { return "http://" + vip + "/" }
+	// holder is the replica that answers for the virtual address, by the
+	// host's own neighbour table (what the clients here follow) and the
+	// replicas' MAC addresses (config only: no call to a member that may
+	// be dead, which in a degraded cluster waits out long timeouts).
+	macs := map[string]string{}
+	holder := func() string {
+		out, err := exec.Command("ip", "neigh", "show", vip).Output()
+		if err != nil {
+			return ""
+		}
+		f := strings.Fields(string(out))
+		i := slices.Index(f, "lladdr")
+		if i < 0 || i+1 >= len(f) || slices.Contains(f, "FAILED") {
+			return ""
+		}
+		for _, r := range replicas {
+			if macs[r] == "" {
+				m, _ := nest("config", "get", remote+":"+r, "volatile.eth0.hwaddr")
+				macs[r] = strings.TrimSpace(m)
+			}
+			if strings.EqualFold(macs[r], f[i+1]) {
+				return r
+			}
+		}
+		return ""
+	}
+	other := func(r string) string {
+		if r == replicas[0] {
+			return replicas[1]
+		}
+		return replicas[0]
+	}
+	memberOnline := func(m string) bool {
+		out, err := nest("cluster", "list", remote+":", "-f", "csv", "-c", "ns")
+		return err == nil && strings.Contains(out, m+",ONLINE")
+	}
+	bothRun := func() bool {
+		for _, r := range replicas {
+			out, err := nest("exec", remote+":"+r, "--", "systemctl", "is-active", "keepalived", "haproxy")
+			if err != nil || strings.Count(out, "active") != 2 {
+				return false
+			}
+		}
+		return true
+	}
+
+	BeforeAll(func() {
+		// The bridge's prefix, from a member's address: .242 is outside
+		// its DHCP range.
+		out, err := host("list", members[0], "-c", "4", "-f", "csv")
+		Expect(err).NotTo(HaveOccurred())
+		a := strings.Fields(out)[0]
+		vip = a[:strings.LastIndex(a, ".")] + ".242"
+		var wg = make(chan struct{}, 3)
+		for i, m := range members {
+			go func() {
+				defer GinkgoRecover()
+				defer func() { wg <- struct{}{} }()
+				backend(fmt.Sprintf("c-api-%d", i+1), m)
+			}()
+		}
+		for range members {
+			<-wg
+		}
+		dir := filepath.Join(workDir, "pair")
+		Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
+		Expect(os.WriteFile(filepath.Join(dir, "pair.yaml"), []byte(fmt.Sprintf(pairSpec, vip)), 0o644)).To(Succeed())
+		ctl = startController("run", "--spec", dir, "--resync", "10s")
+		Eventually(func() bool { return serves(url()) }, settles, 500*time.Millisecond).Should(BeTrue())
+		Eventually(holder, settles, time.Second).ShouldNot(BeEmpty())
+		Eventually(bothRun, settles, time.Second).Should(BeTrue())
+	})
+	AfterAll(func() {
+		if CurrentSpecReport().Failed() {
+			GinkgoWriter.Printf("controller log:\n%s\ncli:\n%s\n", ctl.log.String(), cliLog.String())
+		}
+		ctl.stop()
+	})
+
+	It("1. spreads the pair over two members and serves from backends on all three", func() {
+		l1, l2 := lookup(replicas[0]).Location, lookup(replicas[1]).Location
+		GinkgoWriter.Printf("replicas on %s and %s\n", l1, l2)
+		Expect(l1).NotTo(Equal(l2))
+		seen := map[string]bool{}
+		client := &http.Client{Timeout: 2 * time.Second}
+		Eventually(func() int {
+			resp, err := client.Get(url())
+			if err == nil {
+				seen[resp.Header.Get("X-Served-By")] = true
+				resp.Body.Close()
+			}
+			return len(seen)
+		}, settles, 50*time.Millisecond).Should(Equal(3), "served by %v", seen)
+	})
+
+	It("2. hard-killing the member that holds the address costs under a second of errors; the other replica serves and the controller says so", func() {
+		h := holder()
+		m := lookup(h).Location
+		killed = m
+		p := testenv.StartPollerTimeout(url(), time.Second)
+		time.Sleep(time.Second)
+		_, err := host("stop", "--force", m)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(holder, 15*time.Second, 100*time.Millisecond).Should(Equal(other(h)))
+		time.Sleep(3 * time.Second)
+		r := p.Finish()
+		GinkgoWriter.Printf("hard kill of member %s (holding %s): %s\n", m, h, r)
+		// The member took a backend with it too: HAProxy cuts what is
+		// still connecting to it when it marks it DOWN (on-marked-down
+		// shutdown-sessions), seconds later; that counts here as well.
+		Expect(r.ErrorTime).To(BeNumerically("<", time.Second))
+		Eventually(func() string { _, out := cli("status", "e2e-cl"); return out }, settles, 2*time.Second).
+			Should(MatchRegexp(`instance:   default/` + other(h) + ` \(Running[^\n]*\n  virtual IP: ` + vip + `/24 \(held here\)`))
+	})
+
+	It("3. the member comes back: its replica rejoins as a backup, with no flapping and no error", func() {
+		h := holder()
+		down := killed
+		Expect(down).NotTo(BeEmpty())
+		p := testenv.StartPollerTimeout(url(), time.Second)
+		_, err := host("start", down)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() bool { return memberOnline(down) }, settles, time.Second).Should(BeTrue())
+		Eventually(bothRun, settles, time.Second).Should(BeTrue())
+		time.Sleep(3 * time.Second)
+		r := p.Finish()
+		GinkgoWriter.Printf("return of member %s: %s\n", down, r)
+		Expect(r.Failed).To(BeZero())
+		Expect(holder()).To(Equal(h))
+	})
+})
