@@ -17,6 +17,15 @@
 //   - Record (record.go): the pass's one status write, on an instance this
 //     LB owns, never the owner key.
 //
+// A pair (spec.highAvailability, pair.go) is that pass once per replica,
+// the primary (the holder of the virtual address) first: its plan decides
+// the slots and the others are pinned to them; then vrrp.go makes each
+// replica's keepalived run the config the keepalived package renders, and
+// notes the holder. leader.go is the election's side of a pass: the lease
+// store (an Incus profile) and the fence (a pass of a controller that does
+// not lead, or that finds a newer leader's generation on the instance,
+// writes nothing).
+//
 // A dry run is a pass without Execute and Record. runtimeapi.go picks the
 // route to HAProxy's sockets (host-side proxy device, or exec in the
 // instance); neighbours.go clears the LB's stale neighbour entries of

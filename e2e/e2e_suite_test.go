@@ -58,7 +58,7 @@ var (
 	workDir string // temporary files: binaries, specs, certificates
 	bin     string // the incuslb binary under test
 	server  string // the testserver binary pushed into backends
-	cliLog  lockedBuffer
+	cliLog  testenv.LockedBuffer
 )
 
 func TestE2E(t *testing.T) {
@@ -215,21 +215,4 @@ func inParallel(fs ...func()) {
 		}()
 	}
 	wg.Wait()
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -18,6 +18,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/incuslb/incuslb/e2e/testenv"
 	"github.com/incuslb/incuslb/haproxy"
 	"github.com/incuslb/incuslb/internal/testcert"
 )
@@ -200,7 +201,7 @@ var _ = Describe("incuslb run on real Incus", Ordered, func() {
 // controllerProcess is `incuslb run` under test.
 type controllerProcess struct {
 	cmd    *exec.Cmd
-	log    *lockedBuffer
+	log    *testenv.LockedBuffer
 	listen string
 	done   chan int
 	once   sync.Once
@@ -219,7 +220,7 @@ func startControllerArgs(args ...string) *controllerProcess {
 	Expect(err).NotTo(HaveOccurred())
 	listen := ln.Addr().String()
 	ln.Close()
-	p := &controllerProcess{log: &lockedBuffer{}, listen: listen, done: make(chan int, 1)}
+	p := &controllerProcess{log: &testenv.LockedBuffer{}, listen: listen, done: make(chan int, 1)}
 	if !slices.Contains(args, "--lease") {
 		args = append(args, "--lease", leaseProfile())
 	}

@@ -50,18 +50,11 @@ func (b *bench) failover(rounds int, vip string) (failoverResult, error) {
 	if err := os.WriteFile(filepath.Join(dir, "ha.yaml"), []byte(fmt.Sprintf(haSpecTemplate, b.project, vip)), 0o644); err != nil {
 		return res, err
 	}
-	logf, err := os.Create(filepath.Join(b.work, "controller-ha.log"))
+	ctl, err := b.run("controller-ha.log", "run", "--spec", dir, "--listen", "", "--resync", "1m", "--lease", b.lease())
 	if err != nil {
 		return res, err
 	}
-	cmd := exec.Command(b.bin, "run", "--spec", dir, "--listen", "", "--resync", "1m", "--lease", b.lease())
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return res, err
-	}
-	ctl := &controllerProc{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logf.Close(); close(ctl.done) }()
-	defer ctl.stop()
+	defer ctl.Stop()
 
 	url := "http://" + vip + "/"
 	if err := until(2*time.Minute, func() bool { return b.holder(vip) != "" && serves(url) }); err != nil {

@@ -138,12 +138,12 @@ func run() error {
 	}
 	cyc, err := b.cycles()
 	if err != nil {
-		ctl.stop()
+		ctl.Stop()
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "== (f): joins at a reused and at a fresh address")
 	reused, fresh, err := b.joinSeries()
-	ctl.stop()
+	ctl.Stop()
 	if err != nil {
 		return err
 	}
@@ -153,7 +153,7 @@ func run() error {
 		return err
 	}
 	ch, err := b.churn()
-	ctl.stop()
+	ctl.Stop()
 	if err != nil {
 		return err
 	}
@@ -260,23 +260,25 @@ func (b *bench) writeSpec(serverTimeout string) error {
 	return os.Rename(tmp, filepath.Join(dir, "bench.yaml"))
 }
 
-type controllerProc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func (p *controllerProc) stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+// run starts incuslb with args, its output to logName in the work dir.
+func (b *bench) run(logName string, args ...string) (*testenv.Process, error) {
+	logf, err := os.Create(filepath.Join(b.work, logName))
+	if err != nil {
+		return nil, err
 	}
+	cmd := exec.Command(b.bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	p, err := testenv.Start(cmd)
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	go func() { <-p.Done; logf.Close() }()
+	return p, nil
 }
 
 // startController runs `incuslb run` and waits until the LB serves.
-func (b *bench) startController(forceReload bool) (*controllerProc, error) {
+func (b *bench) startController(forceReload bool) (*testenv.Process, error) {
 	b.serverTimeout = "60s"
 	if err := b.writeSpec(b.serverTimeout); err != nil {
 		return nil, err
@@ -285,17 +287,10 @@ func (b *bench) startController(forceReload bool) (*controllerProc, error) {
 	if forceReload {
 		args = append(args, "--force-reload")
 	}
-	logf, err := os.Create(filepath.Join(b.work, fmt.Sprintf("controller-%t.log", forceReload)))
+	p, err := b.run(fmt.Sprintf("controller-%t.log", forceReload), args...)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(b.bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &controllerProc{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
 	base := "/run/incuslb/" + b.project + "_" + lbName
 	b.rt = &haproxy.Runtime{Admin: haproxy.UnixDialer(base + ".admin.sock"), Master: haproxy.UnixDialer(base + ".master.sock")}
 	deadline := time.Now().Add(2 * time.Minute)
@@ -307,7 +302,7 @@ func (b *bench) startController(forceReload bool) (*controllerProc, error) {
 			}
 		}
 		if time.Now().After(deadline) {
-			p.stop()
+			p.Stop()
 			return nil, errors.New("the LB never served")
 		}
 		time.Sleep(200 * time.Millisecond)

@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -46,7 +45,7 @@ var members = []string{"nest-m1", "nest-m2", "nest-m3"}
 
 var (
 	workDir, bin, server, suffix string
-	cliLog                       lockedBuffer
+	cliLog                       testenv.LockedBuffer
 )
 
 func TestCluster(t *testing.T) {
@@ -188,9 +187,8 @@ func lookup(name string) instance {
 
 // controller is an incuslb run on the host against the cluster.
 type controller struct {
-	cmd  *exec.Cmd
-	log  *lockedBuffer
-	done chan struct{}
+	*testenv.Process
+	log *testenv.LockedBuffer
 }
 
 func startController(args ...string) *controller {
@@ -199,22 +197,12 @@ func startController(args ...string) *controller {
 	Expect(err).NotTo(HaveOccurred())
 	addr := ln.Addr().String()
 	ln.Close()
-	c := &controller{log: &lockedBuffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(bin, append(args, "--remote", remote, "--listen", addr, "--lease", leaseName())...)
-	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-	Expect(c.cmd.Start()).To(Succeed())
-	go func() { _ = c.cmd.Wait(); close(c.done) }()
+	c := &controller{log: &testenv.LockedBuffer{}}
+	cmd := exec.Command(bin, append(args, "--remote", remote, "--listen", addr, "--lease", leaseName())...)
+	cmd.Stdout, cmd.Stderr = c.log, c.log
+	c.Process, err = testenv.Start(cmd)
+	Expect(err).NotTo(HaveOccurred())
 	return c
-}
-
-func (c *controller) stop() {
-	_ = c.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
 }
 
 func cli(args ...string) (int, string) {
@@ -237,21 +225,4 @@ func serves(url string) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

@@ -122,7 +122,7 @@ var _ = Describe("an LB pair on a real 3-member cluster", Ordered, func() {
 		if CurrentSpecReport().Failed() {
 			GinkgoWriter.Printf("controller log:\n%s\ncli:\n%s\n", ctl.log.String(), cliLog.String())
 		}
-		ctl.stop()
+		ctl.Stop()
 	})
 
 	It("1. spreads the pair over two members and serves from backends on all three", func() {
