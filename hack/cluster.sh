@@ -136,7 +136,17 @@ up() {
     n=$PREFIX$i
     for _ in $(seq 1 120); do A[$n]=$(addr "$n"); [ -n "${A[$n]}" ] && break; sleep 0.5; done
     [ -n "${A[$n]}" ] || { log "$n has no address"; exit 1; }
-    m "$n" incus admin waitready --timeout 120 >/dev/null 2>&1 || { log "$n: incusd not ready"; exit 1; }
+  done
+  # Every member's incusd at once: a clustered incusd waits for a quorum of
+  # its peers, and Debian's socket-activated incus.service exits when it
+  # has been idle with no instance (seen after a suite deleted its own),
+  # so a member's daemon may be down while the member runs.
+  for i in $(seq 1 "$N"); do
+    m "$PREFIX$i" systemctl start --no-block incus.service >/dev/null 2>&1 || true
+  done
+  for i in $(seq 1 "$N"); do
+    n=$PREFIX$i
+    m "$n" incus admin waitready --timeout 180 >/dev/null 2>&1 || { log "$n: incusd not ready"; m "$n" journalctl -u incus -n 10 --no-pager >&2 || true; exit 1; }
   done
   local m1=${PREFIX}1
   if ! m "$m1" incus cluster list >/dev/null 2>&1; then
@@ -188,6 +198,11 @@ EOF
     [ "$want" = "$have" ] && continue
     [ -z "$have" ] || incus image delete "$REMOTE:$have"
     incus image copy "local:$img" "$REMOTE:" --alias "$img" --quiet --mode relay
+  done
+  # Members restarted together report OFFLINE until their first heartbeats.
+  for _ in $(seq 1 120); do
+    [ "$(incus cluster list "$REMOTE:" -c s -f csv 2>/dev/null | grep -c ONLINE)" = "$N" ] && break
+    sleep 1
   done
   log "up: $(incus cluster list "$REMOTE:" -c ns -f csv | tr '\n' ' ')(INCUS_CONF=$INCUS_CONF, remote $REMOTE)"
 }
