@@ -81,15 +81,6 @@ func (a *Applier) applyPair(ctx context.Context, lb *specs.LoadBalancer, dryRun 
 	var pin *pinned
 	var errs []error
 	for _, r := range order {
-		// A replica on a cluster member Incus cannot reach (status Error)
-		// is left alone: its pass would only wait out its deadlines while
-		// the pair serves from the others.
-		if inst, err := a.Incus.GetInstance(ctx, r.Spec.Instance.Project, r.Spec.Instance.Name, false); err == nil && inst.Status == statusUnreachable {
-			errs = append(errs, fmt.Errorf("replica %s: its cluster member %s does not answer (Incus reports the instance %s); the pair serves from the other replicas",
-				r.Spec.Instance.Name, inst.Location, inst.Status))
-			top.Replicas = append(top.Replicas, &Plan{LB: lb.Metadata.Name, Instance: r.Spec.Instance.Project + "/" + r.Spec.Instance.Name})
-			continue
-		}
 		p, err := a.applyOne(ctx, r, dryRun, pin)
 		top.Replicas = append(top.Replicas, p)
 		if err != nil {
@@ -145,10 +136,6 @@ func holds(inst *incus.Instance, nic string, vip netip.Addr) bool {
 	}
 	return slices.Contains(inst.Addresses[nic], vip.String())
 }
-
-// statusUnreachable is the status Incus gives an instance whose cluster
-// member is offline.
-const statusUnreachable = "Error"
 
 // vrrpSettle is how long after a pass that changed keepalived's config the
 // holder is looked at again.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 
@@ -71,7 +72,7 @@ type Applier struct {
 	drains       lockedMap[map[string]time.Time] // when each draining member started, by LB instance
 	holders      lockedMap[string]               // the replica that held each pair's virtual address at its last pass
 	checked      lockedMap[bool]                 // instances known to have haproxy and the proxy devices
-	vrrpChecked  lockedMap[bool]                 // replicas whose keepalived this process has set up
+	vrrpPushed   lockedMap[string]               // the keepalived.conf this process made each replica run
 	elsewhere    lockedMap[bool]                 // LB instances on another cluster member than this host
 	fullListAt   lockedMap[time.Time]            // when each LB last listed its members with their state
 	shuttingDown lockedMap[time.Time]            // instances Incus is shutting down, since when (InstanceEvent)
@@ -141,6 +142,13 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 	}
 	if err := ownership(lb, obs); err != nil {
 		return p, err // not ours: nothing is written, not even a status
+	}
+	if obs.Instance != nil && obs.Instance.Status == statusUnreachable {
+		// Its cluster member does not answer: every call into it would
+		// only wait out its deadline (a pair serves from its other
+		// replicas meanwhile).
+		return p, fmt.Errorf("instance %s/%s: its cluster member %s does not answer (Incus reports the instance %s)",
+			in.Project, in.Name, obs.Instance.Location, obs.Instance.Status)
 	}
 	if !dryRun {
 		var cfg map[string]string
@@ -236,6 +244,11 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 		return finish(reason, err)
 	}
 	a.drains.set(in.Project+"/"+in.Name, p.drains)
+	if p.CreateInstance || p.StartInstance || p.Reload != ReloadNone {
+		// A new, restarted or re-set-up instance: its keepalived is looked
+		// at afresh (see pushVRRP).
+		a.vrrpPushed.remove(in.Project + "/" + in.Name)
+	}
 	if p.Address == "" || lb.Spec.HighAvailability != nil {
 		if inst, err := a.Incus.GetInstance(ctx, in.Project, in.Name, true); err == nil {
 			p.Address, p.inst = ownAddress(lb, inst), inst
@@ -243,6 +256,10 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 	}
 	return finish("", nil)
 }
+
+// statusUnreachable is the status Incus gives an instance whose cluster
+// member is offline.
+const statusUnreachable = "Error"
 
 // DefaultPassTimeout bounds a pass: long enough to create an instance, wait
 // for its address and install haproxy from a package mirror; a pass that

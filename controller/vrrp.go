@@ -92,12 +92,12 @@ func (a *Applier) ensureVRRP(ctx context.Context, lb *specs.LoadBalancer, top *P
 func (a *Applier) pushVRRP(ctx context.Context, r *specs.LoadBalancer, conf string) (string, error) {
 	in := r.Spec.Instance
 	key := in.Project + "/" + in.Name
+	if pushed, ok := a.vrrpPushed.get(key); ok && pushed == conf {
+		return "", nil // this process made it run conf; no read on each pass
+	}
 	have, err := a.Incus.ReadFile(ctx, in.Project, in.Name, keepalived.ConfigPath)
 	if err != nil && !errors.Is(err, incus.ErrNotFound) {
 		return "", err
-	}
-	if string(have) == conf && a.vrrpChecked.has(key) {
-		return "", nil
 	}
 	var did []string
 	res, err := a.Incus.Exec(ctx, in.Project, in.Name, []string{"sh", "-c", "command -v keepalived >/dev/null || " + installScript("keepalived")}, nil)
@@ -124,7 +124,7 @@ func (a *Applier) pushVRRP(ctx context.Context, r *specs.LoadBalancer, conf stri
 	if res.Code != 0 {
 		return "", fmt.Errorf("exit %d: %s", res.Code, tail(res.Output(), 8))
 	}
-	a.vrrpChecked.set(key, true)
+	a.vrrpPushed.set(key, conf)
 	if string(have) != conf {
 		did = append(did, "wrote keepalived.conf")
 	}

@@ -1,7 +1,6 @@
 package specs
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 	"time"
@@ -147,9 +146,4 @@ func broadcast(p netip.Prefix) netip.Addr {
 	host := uint32(1)<<(32-p.Bits()) - 1
 	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-}
-
-// String is for messages: "2 replicas at 10.77.0.250/24".
-func (ha *HighAvailabilitySpec) String() string {
-	return fmt.Sprintf("%d replicas at %s", ha.Replicas, ha.VirtualIP)
 }
