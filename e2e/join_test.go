@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,7 +36,7 @@ spec:
   instance: {name: e2e-join-lb, project: %[1]s, image: lb-haproxy}
   defaults:
     healthCheck: {interval: 10s, fall: 2, rise: 1}
-    slowStart: 0s
+    slowStart: %[4]s
     timeouts: {connect: 1s, server: %[2]s}
   routes: [{pool: join_pool}]
   pools:
@@ -52,10 +53,10 @@ var _ = Describe("joins gated by health on real Incus", Ordered, func() {
 		staticIP string // outside the bridge's DHCP range (hack/incus-env.sh)
 		specFile string
 	)
-	join := "checked"
+	join, slowStart := "checked", "0s"
 	writeSpec := func(serverTimeout string) {
 		GinkgoHelper()
-		Expect(os.WriteFile(specFile+".new", []byte(withImage(fmt.Sprintf(joinSpecTemplate, project, serverTimeout, join))), 0o644)).To(Succeed())
+		Expect(os.WriteFile(specFile+".new", []byte(withImage(fmt.Sprintf(joinSpecTemplate, project, serverTimeout, join, slowStart))), 0o644)).To(Succeed())
 		Expect(os.Rename(specFile+".new", specFile)).To(Succeed())
 	}
 	client := &http.Client{Timeout: 3 * time.Second}
@@ -198,7 +199,75 @@ var _ = Describe("joins gated by health on real Incus", Ordered, func() {
 		fmt.Fprintf(GinkgoWriter, "hard kill under 50 rps: %d of 200 failed; HAProxy cut %d under way:\n%s\n", len(failed), len(cut), strings.Join(cut, "\n"))
 		Expect(len(failed)).To(BeNumerically("<=", len(cut)), "failed requests that HAProxy did not cut: %v", failed)
 	})
+
+	It("ramps a member up under slowStart once it has passed its check", func() {
+		slowStart = "10s"
+		before := reloadsOf(joinLB)
+		writeSpec("61s")
+		defer func() { slowStart = "0s"; writeSpec("61s") }()
+		Eventually(func() int { return reloadsOf(joinLB) }, applySettles, 100*time.Millisecond).Should(BeNumerically(">", before))
+		backend("e2e-join-5", "app", nil)
+		addr := ipv4("e2e-join-5")
+		incusOK("exec", "e2e-join-5", "--", "touch", "/run/testserver.sick")
+		incusOK("config", "set", "e2e-join-5", "user.role=joiner")
+		Eventually(func() string { return stateAt(joinLB, "join_pool", addr) }, applySettles, 50*time.Millisecond).Should(Equal("DOWN"))
+		incusOK("exec", "e2e-join-5", "--", "rm", "/run/testserver.sick")
+		Eventually(func() string { return stateAt(joinLB, "join_pool", addr) }, joinSoon, 20*time.Millisecond).Should(Equal("UP"))
+		// HAProxy says the server is starting (op_state 3) and throttles
+		// it: its throttle (the share of its weight in effect) grows, and
+		// it takes fewer requests than the full member beside it.
+		var throttles []int
+		served := map[string]int{}
+		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+			if t, ok := throttleOf(joinLB, "join_pool", addr); ok {
+				throttles = append(throttles, t)
+			}
+			for i := 0; i < 4; i++ {
+				if by, err := get(); err == nil {
+					served[by]++
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		fmt.Fprintf(GinkgoWriter, "slowStart 10s, first 3 s: throttle %v, served %v\n", throttles, served)
+		Expect(throttles).NotTo(BeEmpty(), "HAProxy reported no throttle: the member did not start slowly")
+		Expect(throttles[0]).To(BeNumerically("<", 50))
+		Expect(throttles[len(throttles)-1]).To(BeNumerically(">", throttles[0]))
+		Expect(served["e2e-join-5"]).To(BeNumerically("<", served["e2e-join-1"]/2))
+		// The ramp ends after slowStart: full weight, throttle gone.
+		Eventually(func() bool { _, ok := throttleOf(joinLB, "join_pool", addr); return ok }, 15*time.Second, 250*time.Millisecond).Should(BeFalse())
+		Expect(stateAt(joinLB, "join_pool", addr)).To(Equal("UP"))
+		incusOK("delete", "--force", "e2e-join-5")
+	})
 })
+
+// throttleOf is the throttle (percent of its weight in effect) HAProxy's
+// `show stat` gives the server of pool at addr while it starts under
+// slowstart; ok is false when the server runs at full weight (or is not
+// found).
+func throttleOf(lb, pool, addr string) (int, bool) {
+	out, err := runtimeOf(lb).Command(context.Background(), "show stat -1 4 -1")
+	if err != nil {
+		return 0, false
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 2 {
+		return 0, false
+	}
+	col := map[string]int{}
+	for i, h := range strings.Split(strings.TrimPrefix(lines[0], "# "), ",") {
+		col[h] = i
+	}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		if len(f) <= col["throttle"] || f[col["pxname"]] != pool || !strings.HasPrefix(f[col["addr"]], addr+":") {
+			continue
+		}
+		t, err := strconv.Atoi(f[col["throttle"]])
+		return t, err == nil
+	}
+	return 0, false
+}
 
 // runtimeOf reaches the runtime API of LB instance lb through the host-side
 // sockets.
@@ -243,6 +312,7 @@ func loadDuring(lb, slowPath string, act func(), done func() bool) []string {
 		mu     sync.Mutex
 		failed []string
 		wg     sync.WaitGroup
+		actAt  = time.Now().Add(2 * time.Second) // when act ran (about)
 	)
 	keepAlive := &http.Client{Timeout: 10 * time.Second}
 	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -250,15 +320,18 @@ func loadDuring(lb, slowPath string, act func(), done func() bool) []string {
 		if i >= 200 && (done == nil || done()) {
 			break
 		}
-		c, path := keepAlive, "/"
+		c, path, kind := keepAlive, "/", "keep-alive"
 		if i%2 == 1 {
-			c, path = fresh, slowPath
+			c, path, kind = fresh, slowPath, "new connection"
 		}
 		if i == 100 {
 			act()
+			mu.Lock()
+			actAt = time.Now()
+			mu.Unlock()
 		}
 		wg.Add(1)
-		go func() {
+		go func(sent time.Time) {
 			defer wg.Done()
 			resp, err := c.Get("http://" + ipv4(lb) + path)
 			if err == nil {
@@ -269,9 +342,12 @@ func loadDuring(lb, slowPath string, act func(), done func() bool) []string {
 				err = fmt.Errorf("status %d", resp.StatusCode)
 			}
 			mu.Lock()
-			failed = append(failed, err.Error())
+			// When it was sent and when it failed, relative to the act,
+			// say which window of a reload or a kill it fell in.
+			failed = append(failed, fmt.Sprintf("%s %s sent at %+v, failed at %+v: %v", kind, path,
+				sent.Sub(actAt).Round(time.Millisecond), time.Since(actAt).Round(time.Millisecond), err))
 			mu.Unlock()
-		}()
+		}(time.Now())
 		time.Sleep(20 * time.Millisecond)
 	}
 	wg.Wait()
