@@ -80,6 +80,13 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	// server closed (a member shutting down cleanly closes its idle
 	// connections): only idempotent requests, see the frontend.
 	w.line("    retry-on conn-failure empty-response")
+	// At a reload the old worker does not close its idle keep-alive
+	// connections (HAProxy 2.4+ does by default, and a client that writes
+	// its next request as the close arrives gets an error it may not
+	// retry): it answers their next request with "Connection: close", or
+	// closes them after timeout http-keep-alive, so it outlives the reload
+	// by that much at most.
+	w.line("    option idle-close-on-response")
 	w.line("    timeout connect %s", hapDuration(d.Timeouts.Connect.Duration))
 	w.line("    timeout client %s", hapDuration(d.Timeouts.Client.Duration))
 	w.line("    timeout server %s", hapDuration(d.Timeouts.Server.Duration))
