@@ -37,6 +37,7 @@ func (a *Applier) ensureVRRP(ctx context.Context, lb *specs.LoadBalancer, top *P
 			if err != nil {
 				continue // absent or unreadable: not a peer this pass
 			}
+			a.unreachable(got)
 			inst, insts[in.Name] = got, got
 		}
 		if addr, err := netip.ParseAddr(ownAddress(r, inst)); err == nil && inst.Running() {
@@ -44,7 +45,7 @@ func (a *Applier) ensureVRRP(ctx context.Context, lb *specs.LoadBalancer, top *P
 		}
 	}
 	var errs []error
-	for i, r := range Replicas(lb) {
+	for _, r := range Replicas(lb) {
 		in := r.Spec.Instance
 		self, ok := own[in.Name]
 		if !ok {
@@ -57,12 +58,12 @@ func (a *Applier) ensureVRRP(ctx context.Context, lb *specs.LoadBalancer, top *P
 			}
 		}
 		slices.SortFunc(peers, func(x, y netip.Addr) int { return x.Compare(y) })
-		conf := keepalived.Render(keepalived.Config{
-			LB: lb.Metadata.Name, Replica: in.Name, Index: i + 1, Interface: ha.NIC,
+		kc := keepalived.Config{
+			LB: lb.Metadata.Name, Replica: in.Name, Interface: ha.NIC,
 			Virtual: netip.MustParsePrefix(ha.VirtualIP), RouterID: ha.VRRP.RouterID,
 			Advert: ha.VRRP.AdvertInterval.Duration, Self: self, Peers: peers,
-		})
-		changed, err := a.pushVRRP(ctx, r, conf)
+		}
+		changed, err := a.pushVRRP(ctx, r, keepalived.Render(kc), keepalived.Handover(kc))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("replica %s: keepalived: %w", in.Name, err))
 			continue
@@ -88,10 +89,13 @@ func (a *Applier) ensureVRRP(ctx context.Context, lb *specs.LoadBalancer, top *P
 }
 
 // pushVRRP installs keepalived in a replica when its image lacks it, and
-// makes it run conf. It returns what it changed ("" for nothing).
-func (a *Applier) pushVRRP(ctx context.Context, r *specs.LoadBalancer, conf string) (string, error) {
+// makes it run conf, with handover as the script that runs before it
+// stops. It returns what it changed ("" for nothing).
+func (a *Applier) pushVRRP(ctx context.Context, r *specs.LoadBalancer, conf, handover string) (string, error) {
 	in := r.Spec.Instance
 	key := in.Project + "/" + in.Name
+	// handover follows from the same Config as conf: conf alone says
+	// whether both are in place.
 	if pushed, ok := a.vrrpPushed.get(key); ok && pushed == conf {
 		return "", nil // this process made it run conf; no read on each pass
 	}
@@ -111,6 +115,9 @@ func (a *Applier) pushVRRP(ctx context.Context, r *specs.LoadBalancer, conf stri
 		did = append(did, "installed keepalived")
 	}
 	if err := a.Incus.WriteFile(ctx, in.Project, in.Name, keepalived.CheckPath, []byte(keepalived.Check), incus.FileMode{Mode: 0o755}); err != nil {
+		return "", err
+	}
+	if err := a.Incus.WriteFile(ctx, in.Project, in.Name, keepalived.HandoverPath, []byte(handover), incus.FileMode{Mode: 0o755}); err != nil {
 		return "", err
 	}
 	tmp, err := a.Incus.WriteTemp(ctx, in.Project, in.Name, keepalived.ConfigPath, []byte(conf), incus.FileMode{Mode: 0o644})
@@ -146,19 +153,20 @@ func installScript(pkg string) string {
 
 // vrrpScript tests the new config ($1), puts it in place and makes
 // keepalived run it: a reload (SIGHUP) when it runs, else a start. Under
-// systemd a drop-in orders keepalived after HAProxy, so that a clean stop
-// of the instance stops keepalived first: it hands the virtual address
-// over (priority 0) while HAProxy still serves. kill is the shell's: the
-// image need not have procps.
+// systemd a drop-in (vrrpDropIn) orders keepalived after HAProxy, so that
+// a clean stop of the instance stops keepalived first, and has it hand the
+// address over before it stops. kill is the shell's: the image need not
+// have procps.
 const vrrpScript = `set -e
 new=$1 conf=` + keepalived.ConfigPath + `
 if ! out=$(keepalived -t -f "$new" 2>&1); then rm -f "$new"; echo "$out" >&2; echo "keepalived -t rejected the config" >&2; exit 3; fi
 mv -f "$new" "$conf"
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
   d=/etc/systemd/system/keepalived.service.d
-  if [ ! -f "$d/incuslb.conf" ]; then
+  want='` + vrrpDropIn + `'
+  if [ "$(cat "$d/incuslb.conf" 2>/dev/null)" != "$want" ]; then
     mkdir -p "$d"
-    printf '[Unit]\n# incuslb: stop keepalived before HAProxy, so a clean stop hands the virtual address over first.\nAfter=haproxy.service\n' >"$d/incuslb.conf"
+    printf '%s\n' "$want" >"$d/incuslb.conf"
     systemctl daemon-reload
   fi
   systemctl enable -q keepalived 2>/dev/null || true
@@ -168,6 +176,17 @@ else
   if [ -s /run/keepalived.pid ] && kill -0 "$(cat /run/keepalived.pid)" 2>/dev/null; then
     kill -HUP "$(cat /run/keepalived.pid)"; echo "reloaded keepalived"
   else
-    keepalived; echo "started keepalived"
+    echo 0 >` + keepalived.HandoverFlag + `; keepalived; echo "started keepalived"
   fi
 fi`
+
+// vrrpDropIn is the systemd drop-in for keepalived.service: stopped before
+// HAProxy (After=), handing the address over first (ExecStop), and back to
+// normal priority when it starts (ExecStartPre clears the flag).
+const vrrpDropIn = `[Unit]
+# incuslb: stop keepalived before HAProxy, so a clean stop hands the virtual address over first.
+After=haproxy.service
+[Service]
+ExecStartPre=/bin/sh -c "echo 0 >` + keepalived.HandoverFlag + `"
+ExecStop=` + keepalived.HandoverPath + `
+TimeoutStopSec=30`

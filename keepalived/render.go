@@ -21,11 +21,20 @@ pid=$(cat /run/haproxy.pid 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/de
 `
 )
 
+// HandoverFlag is the file keepalived watches (track_file): 1 lowers this
+// replica's priority below every peer's, so that a healthy peer takes the
+// address over while this one still holds it and still serves; 0 (written
+// when keepalived starts) is normal.
+const HandoverFlag = "/run/incuslb-handover"
+
+// HandoverPath is the script systemd runs before keepalived stops
+// (ExecStop, so at a clean stop of the instance too); Handover renders it.
+const HandoverPath = "/etc/keepalived/incuslb-handover"
+
 // Config is one replica's view of the pair.
 type Config struct {
 	LB        string        // the LoadBalancer's metadata.name
 	Replica   string        // this replica's instance name
-	Index     int           // 1-based: replica 1 gets the highest priority
 	Interface string        // where the virtual address lives
 	Virtual   netip.Prefix  // the virtual address with its prefix length
 	RouterID  int           // VRRP virtual router id
@@ -34,9 +43,18 @@ type Config struct {
 	Peers     []netip.Addr  // the other replicas' addresses, sorted
 }
 
-// Priority is replica i's VRRP priority: it only decides the first
-// election (nopreempt), and no two replicas share one.
-func Priority(index int) int { return 150 - 10*(index-1) }
+// The priorities. Every replica runs at Priority, and a replica at the
+// same priority never takes the address from the holder: one that comes
+// back stays a backup (no flapping). A holder whose HAProxy is not running
+// drops by HAProxyDownWeight, one asked to hand over by HandoverWeight;
+// a healthy peer, now higher, preempts it. The holder keeps the address
+// until the peer has taken it (VRRP: a master yields only to a higher
+// advertisement), so no instant is left with no holder.
+const (
+	Priority          = 100
+	HAProxyDownWeight = -50
+	HandoverWeight    = -60
+)
 
 // Render returns keepalived.conf for c. The same Config gives the same
 // bytes.
@@ -58,8 +76,7 @@ func Render(c Config) string {
 	w("    enable_script_security")
 	w("}")
 	w("")
-	// HAProxy's master: while it is not running this replica is in FAULT
-	// and gives the address up. (track_process would need the kernel's
+	// HAProxy's master. (track_process would need the kernel's
 	// process-event connector, which an unprivileged container lacks.)
 	w("vrrp_script incuslb_haproxy {")
 	w("    script %q", CheckPath)
@@ -67,14 +84,21 @@ func Render(c Config) string {
 	w("    timeout 1")
 	w("    fall 2")
 	w("    rise 1")
+	w("    weight %d", HAProxyDownWeight)
+	w("}")
+	w("")
+	// Read again as soon as it changes (inotify), not polled.
+	w("vrrp_track_file incuslb_handover {")
+	w("    file %q", HandoverFlag)
+	w("    weight %d", HandoverWeight)
+	w("    init_file 0")
 	w("}")
 	w("")
 	w("vrrp_instance %s {", vrrpName(c.LB))
 	w("    state BACKUP")
-	w("    nopreempt")
 	w("    interface %s", c.Interface)
 	w("    virtual_router_id %d", c.RouterID)
-	w("    priority %d", Priority(c.Index))
+	w("    priority %d", Priority)
 	w("    advert_int %s", seconds(c.Advert))
 	if c.Self.IsValid() {
 		w("    unicast_src_ip %s", c.Self)
@@ -90,8 +114,38 @@ func Render(c Config) string {
 	w("    track_script {")
 	w("        incuslb_haproxy")
 	w("    }")
+	w("    track_file {")
+	w("        incuslb_handover")
+	w("    }")
 	w("}")
 	return b.String()
+}
+
+// HandoverWait is how long Handover waits for a peer to take the address:
+// a peer preempts once its master-down timer runs out (3 advertisements
+// and a skew), so ten advertisements and a second are plenty.
+func HandoverWait(advert time.Duration) time.Duration { return 10*advert + time.Second }
+
+// Handover returns the script systemd runs before keepalived stops: it
+// raises the handover flag and waits, at most HandoverWait, until this
+// replica no longer holds the virtual address (no peer may be left to take
+// it). It needs only sh, grep and sleep (Essential) and /proc.
+func Handover(c Config) string {
+	tenths := int(HandoverWait(c.Advert) / (100 * time.Millisecond))
+	return fmt.Sprintf(`#!/bin/sh
+# Written by incuslb for LoadBalancer %[1]s: run by systemd before keepalived
+# stops (a clean stop of the instance stops keepalived before HAProxy).
+# While this replica holds %[2]s, a healthy peer takes it over first,
+# so that no instant is left with no holder and HAProxy here serves until
+# then.
+echo 1 >%[3]s
+i=0
+while grep -q -- '-- %[5]s$' /proc/net/fib_trie 2>/dev/null && [ $i -lt %[4]d ]; do
+  sleep 0.1
+  i=$((i + 1))
+done
+exit 0
+`, c.LB, c.Virtual.Addr(), HandoverFlag, tenths, strings.ReplaceAll(c.Virtual.Addr().String(), ".", `\.`))
 }
 
 // vrrpName is the VRRP instance's name: the LB's (a DNS label).
