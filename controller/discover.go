@@ -40,6 +40,9 @@ func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, l *listi
 	for _, project := range l.projects {
 		pools := l.pools[project]
 		insts := l.insts[project]
+		for i := range insts {
+			a.unreachable(&insts[i]) // before any call that would reach it
+		}
 		if !l.full {
 			var err error
 			if insts, err = a.addresses(ctx, project, insts, pools, prev); err != nil {

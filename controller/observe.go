@@ -63,6 +63,7 @@ func (a *Applier) observeInstance(ctx context.Context, lb *specs.LoadBalancer, o
 	case err != nil:
 		return err
 	}
+	a.unreachable(inst)
 	obs.Instance, obs.Owner = inst, inst.Config[KeyLB]
 	return nil
 }

@@ -68,6 +68,10 @@ type Applier struct {
 	// PassTimeout bounds one pass, every Incus call and runtime API exchange
 	// in it included. Default DefaultPassTimeout.
 	PassTimeout time.Duration
+	// Members, when set, says which cluster members are lost (see
+	// MemberWatch): their instances count as unreachable (status Error)
+	// before Incus itself says so.
+	Members interface{ Lost(member string) bool }
 
 	drains       lockedMap[map[string]time.Time] // when each draining member started, by LB instance
 	holders      lockedMap[string]               // the replica that held each pair's virtual address at its last pass
@@ -260,6 +264,14 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 // statusUnreachable is the status Incus gives an instance whose cluster
 // member is offline.
 const statusUnreachable = "Error"
+
+// unreachable marks inst unreachable when it runs on a member Members says
+// is lost: Incus still lists it as it last knew it.
+func (a *Applier) unreachable(inst *incus.Instance) {
+	if a.Members != nil && inst.Status != statusUnreachable && a.Members.Lost(inst.Location) {
+		inst.Status = statusUnreachable
+	}
+}
 
 // DefaultPassTimeout bounds a pass: long enough to create an instance, wait
 // for its address and install haproxy from a package mirror; a pass that

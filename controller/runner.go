@@ -61,6 +61,9 @@ type Runner struct {
 	// lead keeps its store and event stream (its caches) warm and makes
 	// no pass; call Lead when it starts leading.
 	Leader Leader
+	// Members, when set, is probed while the Runner runs; every
+	// LoadBalancer gets a pass when a member is lost or comes back.
+	Members *MemberWatch
 
 	once      sync.Once
 	syncs     chan string   // pending git syncs, coalesced
@@ -171,6 +174,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.Git != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.watchGit(ctx) }()
+	}
+	if r.Members != nil {
+		r.Members.OnChange = r.enqueueAll
+		wg.Add(1)
+		go func() { defer wg.Done(); r.Members.Run(ctx) }()
 	}
 
 	<-ctx.Done()

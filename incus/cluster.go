@@ -2,6 +2,7 @@ package incus
 
 import (
 	"context"
+	"net/url"
 	"sort"
 )
 
@@ -9,6 +10,9 @@ import (
 type Member struct {
 	Name   string
 	Online bool // Incus reports it "Online"
+	// Address is the host:port of its API (from its URL), "" when Incus
+	// gives none.
+	Address string
 }
 
 // ClusterMembers lists the members of the cluster, sorted by name, or
@@ -28,7 +32,11 @@ func (c *Client) ClusterMembers(ctx context.Context) ([]Member, error) {
 	}
 	out := make([]Member, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, Member{Name: m.ServerName, Online: m.Status == "Online"})
+		var addr string
+		if u, err := url.Parse(m.URL); err == nil && u.Port() != "" {
+			addr = u.Host
+		}
+		out = append(out, Member{Name: m.ServerName, Online: m.Status == "Online", Address: addr})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

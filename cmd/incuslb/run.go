@@ -40,6 +40,7 @@ func (e *env) run(args []string) error {
 	remote := fs.String("remote", "", "incus CLI remote to use (default: the local unix socket)")
 	socketDir := fs.String("socket-dir", "/run/incuslb", "host directory of the HAProxy admin/master sockets of the LB instances (proxy devices)")
 	forceReload := fs.Bool("force-reload", false, "apply every change with a reload instead of the runtime API (for comparison benchmarks)")
+	memberProbe := fs.Duration("member-probe", controller.DefaultMemberProbe, "on a cluster, connect to every member's API this often; a member that fails twice in a row is lost and its instances leave their pools at once (0: wait for Incus to mark it offline)")
 	lf := addLeaseFlags(fs, true)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -72,8 +73,8 @@ func (e *env) run(args []string) error {
 		}
 		*specPath = abs
 	}
-	if *resync <= 0 || *workers < 1 {
-		return usageErrorf("--resync must be positive and --workers at least 1")
+	if *resync <= 0 || *workers < 1 || *memberProbe < 0 {
+		return usageErrorf("--resync must be positive, --workers at least 1 and --member-probe not negative")
 	}
 	log := logr.FromSlogHandler(slog.NewJSONHandler(e.stderr, nil))
 	var secret []byte
@@ -112,6 +113,11 @@ func (e *env) run(args []string) error {
 	if git != nil {
 		metrics.SetGitLastFetch(git.LastSuccess)
 	}
+	var members *controller.MemberWatch
+	if *memberProbe > 0 {
+		members = &controller.MemberWatch{Members: c.ClusterMembers, Interval: *memberProbe, Log: log}
+		applier.Members = members
+	}
 	el, err := lf.elector(c, log)
 	if err != nil {
 		return err
@@ -125,6 +131,7 @@ func (e *env) run(args []string) error {
 		Workers:     *workers,
 		Git:         git,
 		GitInterval: *gitInterval,
+		Members:     members,
 	}
 	if el != nil {
 		applier.Leader, runner.Leader = el, el

@@ -3,11 +3,13 @@
 package cluster
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -38,6 +40,16 @@ spec:
 `
 
 var replicas = []string{"c-lb-1", "c-lb-2"}
+
+// logTime is the time of the first line of a JSON log that matches re.
+func logTime(log, re string) time.Time {
+	GinkgoHelper()
+	l := regexp.MustCompile(`(?m)^.*` + re + `.*$`).FindString(log)
+	Expect(l).NotTo(BeEmpty(), "no log line matches %s", re)
+	var line struct{ Time time.Time }
+	Expect(json.Unmarshal([]byte(l), &line)).To(Succeed())
+	return line.Time
+}
 
 var _ = Describe("an LB pair on a real 3-member cluster", Ordered, func() {
 	var (
@@ -147,12 +159,24 @@ var _ = Describe("an LB pair on a real 3-member cluster", Ordered, func() {
 		killed = m
 		p := testenv.StartPollerTimeout(url(), time.Second)
 		time.Sleep(time.Second)
+		mark := ctl.log.Len()
+		killedAt := time.Now()
 		_, err := host("stop", "--force", m)
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(holder, 15*time.Second, 100*time.Millisecond).Should(Equal(other(h)))
 		time.Sleep(3 * time.Second)
 		r := p.Finish()
 		GinkgoWriter.Printf("hard kill of member %s (holding %s): %s\n", m, h, r)
+		// No event comes for the member's instances, and Incus marks the
+		// member offline only after 20 s: the controller's own probe finds
+		// it lost, and its backend leaves the pool (its slot parked) within
+		// two health-check intervals (2 s here).
+		var out string
+		Eventually(func() string { out = ctl.log.String()[mark:]; return out }, 10*time.Second, 100*time.Millisecond).
+			Should(MatchRegexp(`(?s)"cluster member lost[^\n]*"member":"` + m + `".*"runtime update"[^\n]*"kind":"(park|evict)"`))
+		at := logTime(out[strings.Index(out, "cluster member lost"):], `"runtime update"[^\n]*"kind":"(park|evict)"`)
+		GinkgoWriter.Printf("member %s killed -> its backend's slot parked: %v\n", m, at.Sub(killedAt))
+		Expect(at.Sub(killedAt)).To(BeNumerically("<", 2*time.Second))
 		// The member took a backend with it too: HAProxy cuts what is
 		// still connecting to it when it marks it DOWN (on-marked-down
 		// shutdown-sessions), seconds later; that counts here as well.

@@ -1,0 +1,95 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/incuslb/incuslb/incus"
+)
+
+func TestMemberWatch(t *testing.T) {
+	down := map[string]bool{}
+	lists := 0
+	w := &MemberWatch{
+		Members: func(context.Context) ([]incus.Member, error) {
+			lists++
+			return []incus.Member{{Name: "m1", Address: "10.0.0.1:8443"}, {Name: "m2", Address: "10.0.0.2:8443"}, {Name: "m3"}}, nil
+		},
+		Dial: func(_ context.Context, addr string) error {
+			if down[addr] {
+				return errors.New("timeout")
+			}
+			return nil
+		},
+		Log: logr.Discard(),
+	}
+	now := time.Unix(0, 0)
+	step := func(want bool, lost ...string) {
+		t.Helper()
+		now = now.Add(DefaultMemberProbe)
+		if got := w.Probe(context.Background(), now); got != want {
+			t.Fatalf("changed = %v, want %v", got, want)
+		}
+		got := w.LostMembers()
+		if len(got) != len(lost) || (len(lost) > 0 && got[0] != lost[0]) {
+			t.Fatalf("lost = %v, want %v", got, lost)
+		}
+	}
+	step(false)
+	down["10.0.0.2:8443"] = true
+	step(false)       // one failed connect: not yet
+	step(true, "m2")  // the second: lost
+	step(false, "m2") // still lost: no change
+	if !w.Lost("m2") || w.Lost("m1") || w.Lost("m3") || w.Lost("") {
+		t.Fatal("Lost disagrees with LostMembers")
+	}
+	down["10.0.0.2:8443"] = false
+	step(true) // answers again
+	if lists != 1 {
+		t.Fatalf("listed the members %d times within %v", lists, memberListEvery)
+	}
+	// A round cut short gives no verdict.
+	down["10.0.0.1:8443"] = true
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := 0; i < 3; i++ {
+		if w.Probe(ctx, now) {
+			t.Fatal("a cancelled round changed something")
+		}
+	}
+	if w.Lost("m1") {
+		t.Fatal("a cancelled round lost a member")
+	}
+	var nilWatch *MemberWatch
+	if nilWatch.Lost("m1") {
+		t.Fatal("a nil watch lost a member")
+	}
+}
+
+// An instance on a lost member is out of every pool and, as an LB
+// instance, fails its pass at once.
+func TestUnreachableMarksLostMembersInstances(t *testing.T) {
+	a := &Applier{Members: lostSet{"m2": true}}
+	for _, c := range []struct {
+		loc, status, want string
+	}{
+		{"m1", "Running", "Running"},
+		{"m2", "Running", statusUnreachable},
+		{"m2", "Stopped", statusUnreachable},
+		{"", "Running", "Running"},
+	} {
+		inst := &incus.Instance{Location: c.loc, Status: c.status}
+		a.unreachable(inst)
+		if inst.Status != c.want {
+			t.Errorf("%s on %q: %s, want %s", c.status, c.loc, inst.Status, c.want)
+		}
+	}
+}
+
+type lostSet map[string]bool
+
+func (l lostSet) Lost(m string) bool { return l[m] }
