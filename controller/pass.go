@@ -154,6 +154,12 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 		return p, fmt.Errorf("instance %s/%s: its cluster member %s does not answer (Incus reports the instance %s)",
 			in.Project, in.Name, obs.Instance.Location, obs.Instance.Status)
 	}
+	if obs.Exists() && !obs.Running() && obs.Instance.Config[KeyMaintenance] == "true" {
+		// The operator took it down for maintenance: it stays down, and
+		// nothing is written to it until `incuslb maintenance off`.
+		p.Maintenance = true
+		return p, nil
+	}
 	if !dryRun {
 		var cfg map[string]string
 		if obs.Instance != nil {

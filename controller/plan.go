@@ -58,6 +58,9 @@ type Plan struct {
 	StartInstance  bool
 	InstallHAProxy bool
 	StartHAProxy   bool
+	// Maintenance: the instance is stopped and in maintenance
+	// (KeyMaintenance): the pass left it alone.
+	Maintenance bool
 	PushCert       bool   // the certificate HAProxy serves (or its file) differs
 	ConfigDiff     string // unified diff, file in the container -> desired; "" when equal
 	Reload         ReloadReason

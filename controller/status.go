@@ -17,6 +17,10 @@ const (
 	KeyConditions = "user.incuslb.conditions"  // JSON list of Condition
 	KeyRevision   = "user.incuslb.revision"    // git commit the spec was read at
 	KeyVirtualIP  = "user.incuslb.virtual-ip"  // a replica's pair's virtual address (spec.highAvailability.virtualIP)
+	// KeyMaintenance ("true") is set by `incuslb maintenance on`: a pair's
+	// replica hands the virtual address over, and the controller does not
+	// start the instance while it is stopped.
+	KeyMaintenance = "user.incuslb.maintenance"
 )
 
 // Condition types, as Kubernetes controllers report them.

@@ -72,6 +72,9 @@ Usage:
   incuslb status [NAME] [-o json]    show each LB, its applied generation and live server states
   incuslb run (--spec FILE|DIR | --git-repo URL) [--listen 127.0.0.1:9090] [--resync 5m]
                                      keep converging: on Incus events, spec or git changes and a resync
+  incuslb maintenance on|off INSTANCE [--project P]
+                                     take an LB instance out for planned work (a pair's replica
+                                     hands the virtual address over first) and put it back
   incuslb version                    print the version
 
 Run 'incuslb VERB -h' for a verb's flags.
@@ -98,6 +101,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return env.status(args[1:])
 	case "run":
 		return env.run(args[1:])
+	case "maintenance":
+		return env.maintenance(args[1:])
 	case "version":
 		return env.version(args[1:])
 	case "-h", "-help", "--help", "help":

@@ -140,6 +140,11 @@ func TestUsage(t *testing.T) {
 		{[]string{"validate", "-h"}, exitOK},
 		{[]string{"render", "-h"}, exitOK},
 		{[]string{"version", "-h"}, exitOK},
+		{[]string{"maintenance", "-h"}, exitOK},
+		{[]string{"maintenance"}, exitUsage},
+		{[]string{"maintenance", "maybe", "lb-1"}, exitUsage},
+		{[]string{"maintenance", "on"}, exitUsage},
+		{[]string{"maintenance", "on", "lb-1", "extra"}, exitUsage},
 		{[]string{"help"}, exitOK},
 	} {
 		code, _, stderr := runCLI(t, "", tc.args...)
