@@ -15,6 +15,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/incuslb/incuslb/controller"
+	"github.com/incuslb/incuslb/e2e/testenv"
 	"github.com/incuslb/incuslb/lease"
 )
 
@@ -59,14 +60,7 @@ var _ = Describe("one leader among controllers on real Incus", Ordered, func() {
 		if err != nil {
 			return lease.Record{}
 		}
-		cfg := map[string]string{}
-		for _, l := range strings.Split(out, "\n") {
-			k, v, ok := strings.Cut(strings.TrimSpace(l), ": ")
-			if ok && strings.HasPrefix(k, "user.incuslb.lease.") {
-				cfg[k] = strings.Trim(v, `"`)
-			}
-		}
-		return lease.FromConfig(cfg)
+		return testenv.LeaseFromProfile(out)
 	}
 	holder := func() string { return record().Holder }
 	// written is the lease generation and the server timeout the LB's

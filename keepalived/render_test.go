@@ -26,19 +26,7 @@ func TestRenderGolden(t *testing.T) {
 			if Render(c) != got {
 				t.Fatal("not deterministic")
 			}
-			golden := filepath.Join("testdata", name+".conf.golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != string(want) {
-				t.Errorf("Render differs from %s (go test -update to accept):\n%s", golden, got)
-			}
+			checkGolden(t, name+".conf.golden", got)
 		})
 	}
 }
@@ -57,8 +45,13 @@ func TestSeconds(t *testing.T) {
 func TestHandoverGolden(t *testing.T) {
 	c := Config{LB: "edge", Replica: "edge-1", Interface: "eth0", Virtual: netip.MustParsePrefix("10.77.0.250/24"),
 		RouterID: 51, Advert: 100 * time.Millisecond}
-	got := Handover(c)
-	golden := filepath.Join("testdata", "handover.sh.golden")
+	checkGolden(t, "handover.sh.golden", Handover(c))
+}
+
+// checkGolden compares got with testdata/name (go test -update rewrites it).
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	golden := filepath.Join("testdata", name)
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -69,7 +62,7 @@ func TestHandoverGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got != string(want) {
-		t.Errorf("Handover differs from %s (go test -update to accept):\n%s", golden, got)
+		t.Errorf("differs from %s (go test -update to accept):\n%s", golden, got)
 	}
 }
 

@@ -39,6 +39,7 @@ type failoverResult struct {
 	rounds int
 	// per event: failed requests, and the error window of hard kills
 	killFailed, stopFailed, returnFailed []int
+	maintFailed, maintOffFailed          []int
 	killErrTime                          []time.Duration
 	samples                              []string
 }
@@ -122,8 +123,27 @@ func (b *bench) failover(rounds int, vip string) (failoverResult, error) {
 			return res, err
 		}
 		res.returnFailed = append(res.returnFailed, r.Failed)
+		r, h, err = event("maintenance on", func(h string) error { return b.cli("maintenance", "on", h, "--project", b.project) })
+		if err != nil {
+			return res, err
+		}
+		res.maintFailed = append(res.maintFailed, r.Failed)
+		r, _, err = event("maintenance off", func(string) error { return b.cli("maintenance", "off", h, "--project", b.project) })
+		if err != nil {
+			return res, err
+		}
+		res.maintOffFailed = append(res.maintOffFailed, r.Failed)
 	}
 	return res, nil
+}
+
+// cli runs the incuslb CLI once.
+func (b *bench) cli(args ...string) error {
+	out, err := exec.Command(b.bin, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("incuslb %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
 }
 
 // holder is the replica whose eth0 carries vip, or "".
@@ -178,6 +198,10 @@ func reportFailover(f failoverResult) {
 	fmt.Printf("| clean stop of the holder (`incus stop`) | %d | %d / %d | | 0 errors |\n", len(f.stopFailed), n, w)
 	n, w = sum(f.returnFailed)
 	fmt.Printf("| return of the stopped replica (no preemption) | %d | %d / %d | | 0 errors |\n", len(f.returnFailed), n, w)
+	n, w = sum(f.maintFailed)
+	fmt.Printf("| `incuslb maintenance on` the holder (planned handover) | %d | %d / %d | | 0 errors |\n", len(f.maintFailed), n, w)
+	n, w = sum(f.maintOffFailed)
+	fmt.Printf("| `incuslb maintenance off` (it stays a backup) | %d | %d / %d | | 0 errors |\n", len(f.maintOffFailed), n, w)
 	if len(f.samples) > 0 {
 		fmt.Printf("\nFailures seen: %s\n", strings.Join(f.samples, " / "))
 	}

@@ -14,6 +14,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	incuslb "github.com/incuslb/incuslb/controller"
+	"github.com/incuslb/incuslb/e2e/testenv"
 	"github.com/incuslb/incuslb/lease"
 )
 
@@ -62,18 +63,11 @@ var _ = Describe("one leader among controllers on the members of a real cluster"
 		return out
 	}
 	record := func() lease.Record {
-		cfg := map[string]string{}
 		show, err := nest("profile", "show", remote+":"+leaseProfile())
 		if err != nil {
 			return lease.Record{}
 		}
-		for _, l := range strings.Split(show, "\n") {
-			k, v, ok := strings.Cut(strings.TrimSpace(l), ": ")
-			if ok && strings.HasPrefix(k, "user.incuslb.lease.") {
-				cfg[k] = strings.Trim(v, `"`)
-			}
-		}
-		return lease.FromConfig(cfg)
+		return testenv.LeaseFromProfile(show)
 	}
 	holder := func() string { return record().Holder }
 	// written is the lease generation and the server timeout the LB's
