@@ -66,7 +66,8 @@ var _ = Describe("one leader among controllers on real Incus", Ordered, func() {
 	// written is the lease generation and the server timeout the LB's
 	// config was last written with.
 	written := func() (int64, string) {
-		gen, _ := strconv.ParseInt(strings.TrimSpace(incusOK("config", "get", leadLB, controller.KeyLeaderGeneration)), 10, 64)
+		g, _ := incus("config", "get", leadLB, controller.KeyLeaderGeneration) // "" until the instance exists
+		gen, _ := strconv.ParseInt(strings.TrimSpace(g), 10, 64)
 		cfg, _ := incus("exec", leadLB, "--", "cat", "/etc/haproxy/haproxy.cfg")
 		for _, l := range strings.Split(cfg, "\n") {
 			if f := strings.Fields(l); len(f) == 3 && f[0] == "timeout" && f[1] == "server" {
