@@ -33,11 +33,17 @@ func (a *Applier) ensureVRRP(ctx context.Context, lb *specs.LoadBalancer, top *P
 		in := r.Spec.Instance
 		inst, ok := insts[in.Name]
 		if !ok {
-			got, err := a.Incus.GetInstance(ctx, in.Project, in.Name, true)
+			// Its own pass failed. Where it runs first: asking a lost
+			// member for the state would wait out the deadline.
+			got, err := a.Incus.GetInstance(ctx, in.Project, in.Name, false)
 			if err != nil {
 				continue // absent or unreadable: not a peer this pass
 			}
-			a.unreachable(got)
+			if a.unreachable(got); got.Running() {
+				if got, err = a.Incus.GetInstance(ctx, in.Project, in.Name, true); err != nil {
+					continue
+				}
+			}
 			inst, insts[in.Name] = got, got
 		}
 		if addr, err := netip.ParseAddr(ownAddress(r, inst)); err == nil && inst.Running() {
@@ -56,6 +62,12 @@ func (a *Applier) ensureVRRP(ctx context.Context, lb *specs.LoadBalancer, top *P
 			if name != in.Name {
 				peers = append(peers, addr)
 			}
+		}
+		if _, pushed := a.vrrpPushed.get(in.Project + "/" + in.Name); len(peers) == 0 && pushed {
+			// No other replica runs now: it keeps the config it runs,
+			// whose peers come back with their instances. (A replica
+			// that has none yet gets one with no peer: multicast.)
+			continue
 		}
 		slices.SortFunc(peers, func(x, y netip.Addr) int { return x.Compare(y) })
 		kc := keepalived.Config{

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 
 	"github.com/lxc/incus/v6/shared/api"
 )
@@ -35,10 +36,19 @@ func (c *Client) CreateProfile(ctx context.Context, name, description string, co
 	return err
 }
 
-// UpdateProfileConfig replaces a profile's config if the profile is still
-// at etag; ErrConflict if it changed.
+// UpdateProfileConfig sets config keys of a profile if the profile is
+// still at etag; ErrConflict if it changed. Keys config leaves out keep
+// their values.
+//
+// It is a PATCH, not a PUT: on a cluster, Incus has every other member
+// apply a PUT to its own instances of the profile, and while a member is
+// lost but not yet marked offline (cluster.offline_threshold) that waits
+// on it, so a PUT stalls for as long; a PATCH changes the database only
+// (measured on the nested cluster with a member killed: PUT timed out at
+// 6 s every time, PATCH took 0.1-0.4 s).
 func (c *Client) UpdateProfileConfig(ctx context.Context, name, description string, config map[string]string, etag string) error {
-	err := c.in(ctx, "default").UpdateProfile(name, api.ProfilePut{Config: config, Description: description}, etag)
+	_, _, err := c.in(ctx, "default").RawQuery(http.MethodPatch, "/1.0/profiles/"+url.PathEscape(name)+"?project=default",
+		api.ProfilePut{Config: config, Description: description}, etag)
 	if api.StatusErrorCheck(err, http.StatusPreconditionFailed) {
 		return fmt.Errorf("%w: %v", ErrConflict, err)
 	}

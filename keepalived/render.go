@@ -100,14 +100,18 @@ func Render(c Config) string {
 	w("    virtual_router_id %d", c.RouterID)
 	w("    priority %d", Priority)
 	w("    advert_int %s", seconds(c.Advert))
-	if c.Self.IsValid() {
-		w("    unicast_src_ip %s", c.Self)
+	// With no peer known (the others do not run), multicast: keepalived
+	// rejects a unicast_peer block with no peer in it.
+	if len(c.Peers) > 0 {
+		if c.Self.IsValid() {
+			w("    unicast_src_ip %s", c.Self)
+		}
+		w("    unicast_peer {")
+		for _, p := range c.Peers {
+			w("        %s", p)
+		}
+		w("    }")
 	}
-	w("    unicast_peer {")
-	for _, p := range c.Peers {
-		w("        %s", p)
-	}
-	w("    }")
 	w("    virtual_ipaddress {")
 	w("        %s dev %s", c.Virtual, c.Interface)
 	w("    }")

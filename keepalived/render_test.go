@@ -19,6 +19,9 @@ func TestRenderGolden(t *testing.T) {
 		"three-2": {LB: "my-edge", Replica: "my-edge-2", Interface: "eth1",
 			Virtual: netip.MustParsePrefix("192.168.5.9/16"), RouterID: 7, Advert: 1500 * time.Millisecond,
 			Self: netip.MustParseAddr("192.168.0.3"), Peers: []netip.Addr{netip.MustParseAddr("192.168.0.2"), netip.MustParseAddr("192.168.0.4")}},
+		"alone": {LB: "edge", Replica: "edge-2", Interface: "eth0",
+			Virtual: netip.MustParsePrefix("10.77.0.250/24"), RouterID: 51, Advert: 100 * time.Millisecond,
+			Self: netip.MustParseAddr("10.77.0.11")},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

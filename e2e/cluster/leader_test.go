@@ -85,6 +85,14 @@ var _ = Describe("one leader among controllers on the members of a real cluster"
 	}
 
 	BeforeAll(func() {
+		// Every member up (an earlier case may have left one stopped).
+		for _, m := range members {
+			_, _ = host("start", m)
+		}
+		Eventually(func() int {
+			out, _ := nest("cluster", "list", remote+":", "-f", "csv", "-c", "ns")
+			return strings.Count(out, "ONLINE")
+		}, settles, time.Second).Should(Equal(3))
 		nestOK("launch", remote+":lb-haproxy", remote+":c-lead", "--target", "nest-m3")
 		for _, m := range members {
 			_, err := host("file", "push", bin, m+"/usr/local/bin/incuslb")
