@@ -93,3 +93,20 @@ func TestUnreachableMarksLostMembersInstances(t *testing.T) {
 type lostSet map[string]bool
 
 func (l lostSet) Lost(m string) bool { return l[m] }
+
+// An LB instance last seen on a lost member is not read again (Incus would
+// forward the read to the member and wait).
+func TestOnLostMember(t *testing.T) {
+	a := &Applier{Members: lostSet{"m2": true}}
+	a.locations.set("p/lb-1", "m1")
+	a.locations.set("p/lb-2", "m2")
+	if _, lost := a.onLostMember("p", "lb-1"); lost {
+		t.Error("lb-1 on m1 counted lost")
+	}
+	if m, lost := a.onLostMember("p", "lb-2"); !lost || m != "m2" {
+		t.Errorf("lb-2 on m2: %q %v", m, lost)
+	}
+	if _, lost := a.onLostMember("p", "never-read"); lost {
+		t.Error("an instance never read counted lost")
+	}
+}

@@ -55,6 +55,11 @@ func (o *Observation) Running() bool { return o.Instance != nil && o.Instance.Ru
 // costly) and its owner key. It writes nothing.
 func (a *Applier) observeInstance(ctx context.Context, lb *specs.LoadBalancer, obs *Observation) error {
 	in := lb.Spec.Instance
+	if m, lost := a.onLostMember(in.Project, in.Name); lost {
+		// Incus forwards a read of an instance to its member: it would
+		// wait until Incus marks the member offline.
+		return fmt.Errorf("instance %s/%s: its cluster member %s is lost (it does not answer)", in.Project, in.Name, m)
+	}
 	inst, err := a.Incus.GetInstance(ctx, in.Project, in.Name, false)
 	switch {
 	case errors.Is(err, incus.ErrNotFound):
@@ -63,6 +68,7 @@ func (a *Applier) observeInstance(ctx context.Context, lb *specs.LoadBalancer, o
 	case err != nil:
 		return err
 	}
+	a.locations.set(in.Project+"/"+in.Name, inst.Location)
 	a.unreachable(inst)
 	obs.Instance, obs.Owner = inst, inst.Config[KeyLB]
 	return nil

@@ -79,6 +79,7 @@ type Applier struct {
 	vrrpPushed   lockedMap[string]               // the keepalived.conf this process made each replica run
 	elsewhere    lockedMap[bool]                 // LB instances on another cluster member than this host
 	fullListAt   lockedMap[time.Time]            // when each LB last listed its members with their state
+	locations    lockedMap[string]               // the cluster member of each LB instance, when last read
 	shuttingDown lockedMap[time.Time]            // instances Incus is shutting down, since when (InstanceEvent)
 	// neighboursClean: LB instances whose neighbour table this process
 	// has flushed once (see forgetNeighbours).
@@ -273,6 +274,13 @@ const statusUnreachable = "Error"
 
 // unreachable marks inst unreachable when it runs on a member Members says
 // is lost: Incus still lists it as it last knew it.
+// onLostMember reports whether the LB instance project/name was, when last
+// read, on a cluster member Members says is lost, and which.
+func (a *Applier) onLostMember(project, name string) (string, bool) {
+	m, ok := a.locations.get(project + "/" + name)
+	return m, ok && a.Members != nil && a.Members.Lost(m)
+}
+
 func (a *Applier) unreachable(inst *incus.Instance) {
 	if a.Members != nil && inst.Status != statusUnreachable && a.Members.Lost(inst.Location) {
 		inst.Status = statusUnreachable

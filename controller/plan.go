@@ -60,12 +60,12 @@ type Plan struct {
 	StartHAProxy   bool
 	// Maintenance: the instance is stopped and in maintenance
 	// (KeyMaintenance): the pass left it alone.
-	Maintenance bool
-	PushCert       bool   // the certificate HAProxy serves (or its file) differs
-	ConfigDiff     string // unified diff, file in the container -> desired; "" when equal
-	Reload         ReloadReason
-	ReloadDetail   string   // the reason in words, for the log and the CLI
-	Runtime        []string // changes through the runtime API, no reload
+	Maintenance  bool
+	PushCert     bool   // the certificate HAProxy serves (or its file) differs
+	ConfigDiff   string // unified diff, file in the container -> desired; "" when equal
+	Reload       ReloadReason
+	ReloadDetail string   // the reason in words, for the log and the CLI
+	Runtime      []string // changes through the runtime API, no reload
 	// RequeueAfter asks for another pass soon: a member waits for its
 	// address, or drains, or old workers hold sessions.
 	RequeueAfter time.Duration

@@ -33,12 +33,16 @@ func (a *Applier) ensureVRRP(ctx context.Context, lb *specs.LoadBalancer, top *P
 		in := r.Spec.Instance
 		inst, ok := insts[in.Name]
 		if !ok {
-			// Its own pass failed. Where it runs first: asking a lost
-			// member for the state would wait out the deadline.
+			// Its own pass failed. Incus forwards a read of an instance
+			// to its member: none of one on a lost member.
+			if _, lost := a.onLostMember(in.Project, in.Name); lost {
+				continue
+			}
 			got, err := a.Incus.GetInstance(ctx, in.Project, in.Name, false)
 			if err != nil {
 				continue // absent or unreadable: not a peer this pass
 			}
+			a.locations.set(in.Project+"/"+in.Name, got.Location)
 			if a.unreachable(got); got.Running() {
 				if got, err = a.Incus.GetInstance(ctx, in.Project, in.Name, true); err != nil {
 					continue

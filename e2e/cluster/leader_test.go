@@ -97,7 +97,7 @@ var _ = Describe("one leader among controllers on the members of a real cluster"
 		for _, m := range members {
 			_, err := host("file", "push", bin, m+"/usr/local/bin/incuslb")
 			Expect(err).NotTo(HaveOccurred())
-			pushSpec(m, "60s")
+			pushSpec(m, "61s")
 		}
 		// nest-m1 first, so that it leads: the LB instance and the
 		// suite's remote are on nest-m3.
@@ -105,7 +105,7 @@ var _ = Describe("one leader among controllers on the members of a real cluster"
 		Eventually(holder, settles, 250*time.Millisecond).Should(Equal("nest-m1"))
 		start("nest-m2")
 		start("nest-m3")
-		Eventually(written, settles, time.Second).Should(MatchRegexp(`^[1-9]\d* 60s$`))
+		Eventually(written, settles, time.Second).Should(MatchRegexp(`^[1-9]\d* 61s$`))
 	})
 	AfterAll(func() {
 		for _, m := range members {
@@ -134,7 +134,7 @@ var _ = Describe("one leader among controllers on the members of a real cluster"
 		Expect(err).NotTo(HaveOccurred())
 		killed := time.Now()
 		for _, m := range []string{"nest-m2", "nest-m3"} {
-			pushSpec(m, "61s")
+			pushSpec(m, "62s")
 		}
 		Eventually(holder, 20*time.Second, 100*time.Millisecond).Should(BeElementOf("nest-m2", "nest-m3"))
 		took := time.Since(killed)
@@ -142,8 +142,8 @@ var _ = Describe("one leader among controllers on the members of a real cluster"
 		Expect(took).To(BeNumerically("<", 3*time.Second+3*time.Second), "lease 3 s, plus a retry and the cluster's API")
 		gen := record().Generation
 		Expect(gen).To(BeNumerically(">", before.Generation))
-		Eventually(written, settles, time.Second).Should(Equal(fmt.Sprint(gen, " 61s")))
-		pushSpec("nest-m1", "61s")
+		Eventually(written, settles, time.Second).Should(Equal(fmt.Sprint(gen, " 62s")))
+		pushSpec("nest-m1", "62s")
 		start("nest-m1") // back as a follower
 	})
 
@@ -161,17 +161,17 @@ var _ = Describe("one leader among controllers on the members of a real cluster"
 		// after it wakes would show as the old timeout.
 		for _, m := range members {
 			if m != old {
-				pushSpec(m, "62s")
+				pushSpec(m, "63s")
 			}
 		}
 		_, err := host("pause", old)
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(holder, settles, 250*time.Millisecond).ShouldNot(Equal(old))
 		gen := record().Generation
-		Eventually(written, settles, time.Second).Should(Equal(fmt.Sprint(gen, " 62s")))
+		Eventually(written, settles, time.Second).Should(Equal(fmt.Sprint(gen, " 63s")))
 		_, err = host("resume", old)
 		Expect(err).NotTo(HaveOccurred())
-		Consistently(written, 10*time.Second, 500*time.Millisecond).Should(Equal(fmt.Sprint(gen, " 62s")), "the old leader wrote after it woke")
+		Consistently(written, 10*time.Second, 500*time.Millisecond).Should(Equal(fmt.Sprint(gen, " 63s")), "the old leader wrote after it woke")
 		Eventually(func() string { return logOf(old) }, 30*time.Second, time.Second).Should(ContainSubstring(`"msg":"following"`))
 		Expect(holder()).NotTo(Equal(old))
 	})

@@ -182,7 +182,7 @@ var _ = Describe("an LB pair on a real 3-member cluster", Ordered, func() {
 		Eventually(func() string { out = ctl.log.String()[mark:]; return out }, settles, time.Second).
 			Should(MatchRegexp(`(?s)"cluster member lost[^\n]*"member":"` + m + `".*"runtime update"[^\n]*"kind":"(park|evict)"`))
 		at := logTime(out[strings.Index(out, "cluster member lost"):], `"runtime update"[^\n]*"kind":"(park|evict)"`)
-		GinkgoWriter.Printf("member %s killed -> its backend's slot parked: %v\n", m, at.Sub(killedAt))
+		GinkgoWriter.Printf("member %s killed -> its backend's slot parked: %v\ncontroller log since the kill:\n%s\n", m, at.Sub(killedAt), out)
 		// The member took a backend with it too: HAProxy cuts what is
 		// still connecting to it when it marks it DOWN (on-marked-down
 		// shutdown-sessions), seconds later; that counts here as well.
