@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -110,3 +111,32 @@ func TestOnLostMember(t *testing.T) {
 		t.Error("an instance never read counted lost")
 	}
 }
+
+// A pass under way stops as soon as its instance's member is lost.
+func TestAbortIfLost(t *testing.T) {
+	lost := &flipSet{}
+	a := &Applier{Members: lost}
+	a.locations.set("p/lb-1", "m1")
+	ctx, stop := a.abortIfLost(context.Background(), "p", "lb-1")
+	defer stop()
+	select {
+	case <-ctx.Done():
+		t.Fatal("ended while the member answers")
+	case <-time.After(3 * lostCheckEvery):
+	}
+	lost.set(true)
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Second):
+		t.Fatal("still running a second after its member was lost")
+	}
+}
+
+type flipSet struct {
+	mu   sync.Mutex
+	lost bool
+}
+
+func (f *flipSet) set(v bool) { f.mu.Lock(); f.lost = v; f.mu.Unlock() }
+
+func (f *flipSet) Lost(string) bool { f.mu.Lock(); defer f.mu.Unlock(); return f.lost }

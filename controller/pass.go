@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -125,6 +126,8 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	in := lb.Spec.Instance
+	ctx, stop := a.abortIfLost(ctx, in.Project, in.Name)
+	defer stop()
 	p := &Plan{LB: lb.Metadata.Name, Instance: in.Project + "/" + in.Name}
 	obs := &Observation{}
 	// Observe, the independent reads at once: the instance (its owner),
@@ -143,6 +146,9 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 	go func() { defer wg.Done(); l, listErr = a.list(ctx, lb) }()
 	wg.Wait()
 	if instErr != nil {
+		if m, lost := a.onLostMember(in.Project, in.Name); lost && !strings.Contains(instErr.Error(), "is lost") {
+			instErr = fmt.Errorf("instance %s/%s: its cluster member %s is lost (it does not answer): %w", in.Project, in.Name, m, instErr)
+		}
 		return p, instErr
 	}
 	if err := ownership(lb, obs); err != nil {
@@ -178,6 +184,10 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 		err = failed(reason, err)
 		if dryRun {
 			return p, err
+		}
+		if m, lost := a.onLostMember(in.Project, in.Name); lost {
+			// Nothing can be written to it (see abortIfLost).
+			return p, fmt.Errorf("instance %s/%s: its cluster member %s is lost (it does not answer): %w", in.Project, in.Name, m, err)
 		}
 		// The status says why the pass failed even when its deadline is
 		// what ended it: the write gets a deadline of its own.
@@ -274,6 +284,39 @@ const statusUnreachable = "Error"
 
 // unreachable marks inst unreachable when it runs on a member Members says
 // is lost: Incus still lists it as it last knew it.
+// abortIfLost returns a context that ends when ctx does, or as soon as the
+// LB instance project/name is found on a lost member (see MemberWatch): a
+// pass under way when its instance's member dies would otherwise wait on
+// every call into it until its deadline, and hold up the pass of its pair
+// (whose other replicas must evict the member's backends). stop releases
+// it.
+func (a *Applier) abortIfLost(ctx context.Context, project, name string) (context.Context, func()) {
+	if a.Members == nil {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		t := time.NewTicker(lostCheckEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, lost := a.onLostMember(project, name); lost {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return ctx, cancel
+}
+
+// lostCheckEvery is how often a pass looks whether its instance's member
+// was lost meanwhile.
+const lostCheckEvery = 100 * time.Millisecond
+
 // onLostMember reports whether the LB instance project/name was, when last
 // read, on a cluster member Members says is lost, and which.
 func (a *Applier) onLostMember(project, name string) (string, bool) {
