@@ -109,12 +109,13 @@ func (a *Applier) list(ctx context.Context, lb *specs.LoadBalancer) (*listing, e
 	l.full = !listed || a.now().Sub(last) >= fullListEvery
 	results := make([][]incus.Instance, len(l.projects))
 	errs := make([]error, len(l.projects))
+	cached := make([]bool, len(l.projects))
 	var wg sync.WaitGroup
 	for i, project := range l.projects {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = a.Incus.ListInstances(ctx, project, l.full)
+			results[i], cached[i], errs[i] = a.listProject(ctx, project, l.full)
 			if errs[i] != nil {
 				errs[i] = fmt.Errorf("pool %s: %w", l.pools[project][0].Name, errs[i])
 			}
@@ -123,8 +124,43 @@ func (a *Applier) list(ctx context.Context, lb *specs.LoadBalancer) (*listing, e
 	wg.Wait()
 	for i, project := range l.projects {
 		l.insts[project] = results[i]
+		if cached[i] {
+			l.full = false // the addresses come from the running config
+		}
 	}
 	return l, errors.Join(errs...)
+}
+
+// lostListWait bounds a list call while a cluster member is lost: Incus
+// asks every member for its instances (30 s timeout) until it marks the
+// lost one offline (cluster.offline_threshold, 20 s by default).
+const lostListWait = time.Second
+
+// listProject lists a project's instances. While a cluster member is lost
+// and the call does not answer within lostListWait, it returns the last
+// listing of the project instead (cached): the lost member's instances
+// then leave their pools (see unreachable) without waiting for Incus,
+// and other changes wait for a listing that answers.
+func (a *Applier) listProject(ctx context.Context, project string, state bool) ([]incus.Instance, bool, error) {
+	lctx := ctx
+	last, haveLast := a.listings.get(project)
+	if haveLast && a.Members != nil && len(a.Members.LostMembers()) > 0 {
+		var cancel context.CancelFunc
+		lctx, cancel = context.WithTimeout(ctx, lostListWait)
+		defer cancel()
+	}
+	insts, err := a.Incus.ListInstances(lctx, project, state)
+	if err == nil {
+		if a.Members != nil { // kept only where a member can be lost
+			a.listings.set(project, slices.Clone(insts))
+		}
+		return insts, false, nil
+	}
+	if lctx != ctx && ctx.Err() == nil {
+		a.Log.Info("the instance list waits on a lost cluster member: using the last one", "project", project, "lost", a.Members.LostMembers())
+		return slices.Clone(last), true, nil
+	}
+	return nil, false, err
 }
 
 // addresses fills in the addresses of the running instances that pools

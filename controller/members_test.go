@@ -95,6 +95,16 @@ type lostSet map[string]bool
 
 func (l lostSet) Lost(m string) bool { return l[m] }
 
+func (l lostSet) LostMembers() []string {
+	var out []string
+	for m, lost := range l {
+		if lost {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // An LB instance last seen on a lost member is not read again (Incus would
 // forward the read to the member and wait).
 func TestOnLostMember(t *testing.T) {
@@ -140,3 +150,55 @@ type flipSet struct {
 func (f *flipSet) set(v bool) { f.mu.Lock(); f.lost = v; f.mu.Unlock() }
 
 func (f *flipSet) Lost(string) bool { f.mu.Lock(); defer f.mu.Unlock(); return f.lost }
+
+func (f *flipSet) LostMembers() []string {
+	if f.Lost("") {
+		return []string{"m1"}
+	}
+	return nil
+}
+
+// stallingIncus answers list calls like fakeIncus until stall is set, then
+// only when their context ends (Incus waiting on a lost member).
+type stallingIncus struct {
+	*fakeIncus
+	stall bool
+}
+
+func (s *stallingIncus) ListInstances(ctx context.Context, project string, state bool) ([]incus.Instance, error) {
+	if s.stall {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.fakeIncus.ListInstances(ctx, project, state)
+}
+
+// While a member is lost, a list that stalls gives way to the last one
+// within lostListWait; with no member lost it is waited for.
+func TestListProjectFallsBackWhileAMemberIsLost(t *testing.T) {
+	f := newFake()
+	f.members = []incus.Instance{{Name: "web-1", Status: "Running", Location: "m1"}, {Name: "web-2", Status: "Running", Location: "m2"}}
+	inc := &stallingIncus{fakeIncus: f}
+	lost := lostSet{}
+	a := &Applier{Incus: inc, Members: lost, Log: logr.Discard()}
+	got, cached, err := a.listProject(context.Background(), "p", false)
+	if err != nil || cached || len(got) != 2 {
+		t.Fatalf("first list: %v %v %v", got, cached, err)
+	}
+	inc.stall, lost["m2"] = true, true
+	start := time.Now()
+	got, cached, err = a.listProject(context.Background(), "p", false)
+	if err != nil || !cached || len(got) != 2 {
+		t.Fatalf("stalled list with m2 lost: %v %v %v", got, cached, err)
+	}
+	if took := time.Since(start); took > lostListWait+time.Second {
+		t.Fatalf("took %v", took)
+	}
+	// No member lost: the pass's own deadline rules.
+	delete(lost, "m2")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := a.listProject(ctx, "p", false); err == nil {
+		t.Fatal("a stalled list with no member lost returned no error")
+	}
+}

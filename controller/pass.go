@@ -72,7 +72,10 @@ type Applier struct {
 	// Members, when set, says which cluster members are lost (see
 	// MemberWatch): their instances count as unreachable (status Error)
 	// before Incus itself says so.
-	Members interface{ Lost(member string) bool }
+	Members interface {
+		Lost(member string) bool
+		LostMembers() []string
+	}
 
 	drains       lockedMap[map[string]time.Time] // when each draining member started, by LB instance
 	holders      lockedMap[string]               // the replica that held each pair's virtual address at its last pass
@@ -81,6 +84,7 @@ type Applier struct {
 	elsewhere    lockedMap[bool]                 // LB instances on another cluster member than this host
 	fullListAt   lockedMap[time.Time]            // when each LB last listed its members with their state
 	locations    lockedMap[string]               // the cluster member of each LB instance, when last read
+	listings     lockedMap[[]incus.Instance]     // each project's last instance list (see listProject)
 	shuttingDown lockedMap[time.Time]            // instances Incus is shutting down, since when (InstanceEvent)
 	// neighboursClean: LB instances whose neighbour table this process
 	// has flushed once (see forgetNeighbours).

@@ -37,7 +37,9 @@ spec:
     - {name: lead, selector: {user.role: c-lead}, port: 8080}
 `
 
-const unit = "incuslb-e2e"
+// unit is the transient systemd unit of this run's controllers (a name of
+// its own, so that journalctl shows no earlier run's).
+func unit() string { return "incuslb-e2e-" + suffix }
 
 var _ = Describe("one leader among controllers on the members of a real cluster", Ordered, func() {
 	leaseProfile := func() string { return leaseName() + "-members" }
@@ -51,15 +53,15 @@ var _ = Describe("one leader among controllers on the members of a real cluster"
 	}
 	start := func(m string) {
 		GinkgoHelper()
-		_, _ = member(m, "--", "systemctl", "reset-failed", unit)
-		_, err := member(m, "--", "systemd-run", "--unit", unit, "--collect", "/usr/local/bin/incuslb", "run",
+		_, _ = member(m, "--", "systemctl", "reset-failed", unit())
+		_, err := member(m, "--", "systemd-run", "--unit", unit(), "--collect", "/usr/local/bin/incuslb", "run",
 			"--spec", "/etc/incuslb-e2e/specs", "--resync", "2s", "--listen", "",
 			"--lease", leaseProfile(), "--lease-identity", m,
 			"--lease-duration", "3s", "--lease-renew-deadline", "2s", "--lease-retry", "500ms")
 		Expect(err).NotTo(HaveOccurred())
 	}
 	logOf := func(m string) string {
-		out, _ := member(m, "--", "journalctl", "-u", unit, "-o", "cat", "--no-pager")
+		out, _ := member(m, "--", "journalctl", "-u", unit(), "-o", "cat", "--no-pager")
 		return out
 	}
 	record := func() lease.Record {
@@ -113,7 +115,7 @@ var _ = Describe("one leader among controllers on the members of a real cluster"
 			if CurrentSpecReport().Failed() {
 				GinkgoWriter.Printf("===== controller on %s =====\n%s\n", m, logOf(m))
 			}
-			_, _ = member(m, "--", "systemctl", "stop", unit)
+			_, _ = member(m, "--", "systemctl", "stop", unit())
 		}
 		_, _ = nest("profile", "delete", remote+":"+leaseProfile())
 	})
@@ -130,7 +132,7 @@ var _ = Describe("one leader among controllers on the members of a real cluster"
 
 	It("2. SIGKILL the leader: another takes over within the lease time and converges a change made after the kill", func() {
 		before := record()
-		_, err := member("nest-m1", "--", "systemctl", "kill", "-s", "KILL", unit)
+		_, err := member("nest-m1", "--", "systemctl", "kill", "-s", "KILL", unit())
 		Expect(err).NotTo(HaveOccurred())
 		killed := time.Now()
 		for _, m := range []string{"nest-m2", "nest-m3"} {
@@ -151,7 +153,7 @@ var _ = Describe("one leader among controllers on the members of a real cluster"
 		// The frozen member must be neither nest-m3 (the LB instance and
 		// the suite's remote) nor hold the lease: hand it on first.
 		if holder() == "nest-m3" {
-			_, _ = member("nest-m3", "--", "systemctl", "stop", unit) // releases the lease
+			_, _ = member("nest-m3", "--", "systemctl", "stop", unit()) // releases the lease
 			Eventually(holder, 20*time.Second, 100*time.Millisecond).Should(BeElementOf("nest-m1", "nest-m2"))
 			start("nest-m3")
 		}
