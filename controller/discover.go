@@ -137,30 +137,48 @@ func (a *Applier) list(ctx context.Context, lb *specs.LoadBalancer) (*listing, e
 const lostListWait = time.Second
 
 // listProject lists a project's instances. While a cluster member is lost
-// and the call does not answer within lostListWait, it returns the last
-// listing of the project instead (cached): the lost member's instances
-// then leave their pools (see unreachable) without waiting for Incus,
-// and other changes wait for a listing that answers.
+// (or once one is found lost during the call) and the call has not
+// answered within lostListWait, it returns the last listing of the
+// project instead (cached): the lost member's instances then leave their
+// pools (see unreachable) without waiting for Incus, and other changes wait
+// for a listing that answers.
 func (a *Applier) listProject(ctx context.Context, project string, state bool) ([]incus.Instance, bool, error) {
-	lctx := ctx
 	last, haveLast := a.listings.get(project)
-	if haveLast && a.Members != nil && len(a.Members.LostMembers()) > 0 {
-		var cancel context.CancelFunc
-		lctx, cancel = context.WithTimeout(ctx, lostListWait)
-		defer cancel()
-	}
-	insts, err := a.Incus.ListInstances(lctx, project, state)
-	if err == nil {
-		if a.Members != nil { // kept only where a member can be lost
+	if !haveLast || a.Members == nil {
+		insts, err := a.Incus.ListInstances(ctx, project, state)
+		if err == nil && a.Members != nil { // kept only where a member can be lost
 			a.listings.set(project, slices.Clone(insts))
 		}
-		return insts, false, nil
+		return insts, false, err
 	}
-	if lctx != ctx && ctx.Err() == nil {
-		a.Log.Info("the instance list waits on a lost cluster member: using the last one", "project", project, "lost", a.Members.LostMembers())
-		return slices.Clone(last), true, nil
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		insts []incus.Instance
+		err   error
 	}
-	return nil, false, err
+	done := make(chan result, 1)
+	go func() {
+		insts, err := a.Incus.ListInstances(lctx, project, state)
+		done <- result{insts, err}
+	}()
+	start := time.Now()
+	t := time.NewTicker(lostCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-done:
+			if r.err == nil {
+				a.listings.set(project, slices.Clone(r.insts))
+			}
+			return r.insts, false, r.err
+		case <-t.C:
+			if lost := a.Members.LostMembers(); len(lost) > 0 && time.Since(start) >= lostListWait {
+				a.Log.Info("the instance list waits on a lost cluster member: using the last one", "project", project, "lost", lost)
+				return slices.Clone(last), true, nil
+			}
+		}
+	}
 }
 
 // addresses fills in the addresses of the running instances that pools
