@@ -24,7 +24,9 @@
 // notes the holder. leader.go is the election's side of a pass: the lease
 // store (an Incus profile) and the fence (a pass of a controller that does
 // not lead, or that finds a newer leader's generation on the instance,
-// writes nothing).
+// writes nothing). members.go finds lost cluster members before Incus
+// does (MemberWatch): their instances leave their pools, and no pass waits
+// on them.
 //
 // A dry run is a pass without Execute and Record. runtimeapi.go picks the
 // route to HAProxy's sockets (host-side proxy device, or exec in the

@@ -286,54 +286,6 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 // member is offline.
 const statusUnreachable = "Error"
 
-// unreachable marks inst unreachable when it runs on a member Members says
-// is lost: Incus still lists it as it last knew it.
-// abortIfLost returns a context that ends when ctx does, or as soon as the
-// LB instance project/name is found on a lost member (see MemberWatch): a
-// pass under way when its instance's member dies would otherwise wait on
-// every call into it until its deadline, and hold up the pass of its pair
-// (whose other replicas must evict the member's backends). stop releases
-// it.
-func (a *Applier) abortIfLost(ctx context.Context, project, name string) (context.Context, func()) {
-	if a.Members == nil {
-		return ctx, func() {}
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		t := time.NewTicker(lostCheckEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if _, lost := a.onLostMember(project, name); lost {
-					cancel()
-					return
-				}
-			}
-		}
-	}()
-	return ctx, cancel
-}
-
-// lostCheckEvery is how often a pass looks whether its instance's member
-// was lost meanwhile.
-const lostCheckEvery = 100 * time.Millisecond
-
-// onLostMember reports whether the LB instance project/name was, when last
-// read, on a cluster member Members says is lost, and which.
-func (a *Applier) onLostMember(project, name string) (string, bool) {
-	m, ok := a.locations.get(project + "/" + name)
-	return m, ok && a.Members != nil && a.Members.Lost(m)
-}
-
-func (a *Applier) unreachable(inst *incus.Instance) {
-	if a.Members != nil && inst.Status != statusUnreachable && a.Members.Lost(inst.Location) {
-		inst.Status = statusUnreachable
-	}
-}
-
 // DefaultPassTimeout bounds a pass: long enough to create an instance, wait
 // for its address and install haproxy from a package mirror; a pass that
 // hangs on Incus or HAProxy ends there, as a failure, and is retried.
