@@ -146,7 +146,15 @@ up() {
   done
   for i in $(seq 1 "$N"); do
     n=$PREFIX$i
-    m "$n" incus admin waitready --timeout 180 >/dev/null 2>&1 || { log "$n: incusd not ready"; m "$n" journalctl -u incus -n 10 --no-pager >&2 || true; exit 1; }
+    # waitready itself, or the exec into the member, can fail at once while
+    # the daemon is still coming up (seen once in a full make test): retry.
+    ok=
+    for _ in $(seq 1 36); do
+      if m "$n" incus admin waitready --timeout 10 >/dev/null 2>&1; then ok=1; break; fi
+      m "$n" systemctl start --no-block incus.service >/dev/null 2>&1 || true
+      sleep 5
+    done
+    [ -n "$ok" ] || { log "$n: incusd not ready after 3 minutes"; m "$n" journalctl -u incus -n 10 --no-pager >&2 || true; exit 1; }
   done
   local m1=${PREFIX}1
   if ! m "$m1" incus cluster list >/dev/null 2>&1; then
