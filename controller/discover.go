@@ -143,14 +143,12 @@ const lostListWait = time.Second
 // pools (see unreachable) without waiting for Incus, and other changes wait
 // for a listing that answers.
 func (a *Applier) listProject(ctx context.Context, project string, state bool) ([]incus.Instance, bool, error) {
-	last, haveLast := a.listings.get(project)
-	if !haveLast || a.Members == nil {
+	if a.Members == nil || !a.Members.Clustered() {
+		// No member to lose: no copy of each list kept.
 		insts, err := a.Incus.ListInstances(ctx, project, state)
-		if err == nil && a.Members != nil { // kept only where a member can be lost
-			a.listings.set(project, slices.Clone(insts))
-		}
 		return insts, false, err
 	}
+	last, haveLast := a.listings.get(project)
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -173,7 +171,7 @@ func (a *Applier) listProject(ctx context.Context, project string, state bool) (
 			}
 			return r.insts, false, r.err
 		case <-t.C:
-			if lost := a.Members.LostMembers(); len(lost) > 0 && time.Since(start) >= lostListWait {
+			if lost := a.Members.LostMembers(); haveLast && len(lost) > 0 && time.Since(start) >= lostListWait {
 				a.Log.Info("the instance list waits on a lost cluster member: using the last one", "project", project, "lost", lost)
 				return slices.Clone(last), true, nil
 			}

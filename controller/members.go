@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"sync"
@@ -58,6 +60,14 @@ func (w *MemberWatch) Lost(member string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.lost[member]
+}
+
+// Clustered reports whether the last member list named any member: only
+// then can one be lost.
+func (w *MemberWatch) Clustered() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.list) > 0
 }
 
 // LostMembers lists the lost members, sorted.
@@ -217,6 +227,23 @@ const lostCheckEvery = 100 * time.Millisecond
 func (a *Applier) onLostMember(project, name string) (string, bool) {
 	m, ok := a.locations.get(project + "/" + name)
 	return m, ok && a.Members != nil && a.Members.Lost(m)
+}
+
+// errMemberLost marks the error of a pass whose LB instance is on a lost
+// member (see lostError).
+var errMemberLost = errors.New("it does not answer")
+
+// lostError is the one wording of that error; cause, when not nil, is
+// what the pass was doing when it stopped.
+func lostError(project, name, member string, cause error) error {
+	if errors.Is(cause, errMemberLost) {
+		return cause // said already
+	}
+	err := fmt.Errorf("instance %s/%s: its cluster member %s is lost (%w)", project, name, member, errMemberLost)
+	if cause != nil {
+		return fmt.Errorf("%w: %w", err, cause)
+	}
+	return err
 }
 
 // unreachable marks inst unreachable when it runs on a member Members says

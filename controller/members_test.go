@@ -41,6 +41,9 @@ func TestMemberWatch(t *testing.T) {
 		}
 	}
 	step(false)
+	if !w.Clustered() {
+		t.Fatal("a watch that listed three members is not clustered")
+	}
 	down["10.0.0.2:8443"] = true
 	step(false)       // one failed connect: not yet
 	step(true, "m2")  // the second: lost
@@ -94,6 +97,8 @@ func TestUnreachableMarksLostMembersInstances(t *testing.T) {
 type lostSet map[string]bool
 
 func (l lostSet) Lost(m string) bool { return l[m] }
+
+func (l lostSet) Clustered() bool { return true }
 
 func (l lostSet) LostMembers() []string {
 	var out []string
@@ -149,6 +154,8 @@ type flipSet struct {
 
 func (f *flipSet) set(v bool) { f.mu.Lock(); f.lost = v; f.mu.Unlock() }
 
+func (f *flipSet) Clustered() bool { return true }
+
 func (f *flipSet) Lost(string) bool { f.mu.Lock(); defer f.mu.Unlock(); return f.lost }
 
 func (f *flipSet) LostMembers() []string {
@@ -200,5 +207,20 @@ func TestListProjectFallsBackWhileAMemberIsLost(t *testing.T) {
 	defer cancel()
 	if _, _, err := a.listProject(ctx, "p", false); err == nil {
 		t.Fatal("a stalled list with no member lost returned no error")
+	}
+}
+
+// The lost-member error is said once, whatever wraps it.
+func TestLostError(t *testing.T) {
+	first := lostError("p", "lb-1", "m2", nil)
+	if got := first.Error(); got != "instance p/lb-1: its cluster member m2 is lost (it does not answer)" {
+		t.Errorf("got %q", got)
+	}
+	if again := lostError("p", "lb-1", "m2", first); again != first {
+		t.Errorf("said twice: %q", again)
+	}
+	wrapped := lostError("p", "lb-1", "m2", context.Canceled)
+	if !errors.Is(wrapped, errMemberLost) || !errors.Is(wrapped, context.Canceled) {
+		t.Errorf("%v lost a cause", wrapped)
 	}
 }

@@ -58,7 +58,7 @@ func (a *Applier) observeInstance(ctx context.Context, lb *specs.LoadBalancer, o
 	if m, lost := a.onLostMember(in.Project, in.Name); lost {
 		// Incus forwards a read of an instance to its member: it would
 		// wait until Incus marks the member offline.
-		return fmt.Errorf("instance %s/%s: its cluster member %s is lost (it does not answer)", in.Project, in.Name, m)
+		return lostError(in.Project, in.Name, m, nil)
 	}
 	inst, err := a.Incus.GetInstance(ctx, in.Project, in.Name, false)
 	switch {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -73,6 +72,7 @@ type Applier struct {
 	// MemberWatch): their instances count as unreachable (status Error)
 	// before Incus itself says so.
 	Members interface {
+		Clustered() bool
 		Lost(member string) bool
 		LostMembers() []string
 	}
@@ -150,8 +150,8 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 	go func() { defer wg.Done(); l, listErr = a.list(ctx, lb) }()
 	wg.Wait()
 	if instErr != nil {
-		if m, lost := a.onLostMember(in.Project, in.Name); lost && !strings.Contains(instErr.Error(), "is lost") {
-			instErr = fmt.Errorf("instance %s/%s: its cluster member %s is lost (it does not answer): %w", in.Project, in.Name, m, instErr)
+		if m, lost := a.onLostMember(in.Project, in.Name); lost {
+			instErr = lostError(in.Project, in.Name, m, instErr)
 		}
 		return p, instErr
 	}
@@ -191,7 +191,7 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 		}
 		if m, lost := a.onLostMember(in.Project, in.Name); lost {
 			// Nothing can be written to it (see abortIfLost).
-			return p, fmt.Errorf("instance %s/%s: its cluster member %s is lost (it does not answer): %w", in.Project, in.Name, m, err)
+			return p, lostError(in.Project, in.Name, m, err)
 		}
 		// The status says why the pass failed even when its deadline is
 		// what ended it: the write gets a deadline of its own.
