@@ -86,23 +86,31 @@ func (e *env) maintenance(args []string) error {
 }
 
 // awaitHandover waits until a replica of lb other than name holds vip, and
-// name does not.
+// name does not. It finds the replicas once (a list without state) and
+// then reads only theirs, not every instance of the project.
 func awaitHandover(e *env, c *incus.Client, project, name, lb string, vip netip.Addr, wait time.Duration) (string, error) {
+	all, err := c.ListInstances(e.ctx, project, false)
+	if err != nil {
+		return "", err
+	}
+	var replicas []string
+	for _, in := range all {
+		if in.Config[controller.KeyLB] == lb {
+			replicas = append(replicas, in.Name)
+		}
+	}
 	deadline := time.Now().Add(wait)
 	for {
-		insts, err := c.ListInstances(e.ctx, project, true)
-		if err != nil {
-			return "", err
-		}
 		holder, self := "", false
-		for _, in := range insts {
-			if in.Config[controller.KeyLB] != lb || !hasAddr(in, vip) {
-				continue
+		for _, r := range replicas {
+			in, err := c.GetInstance(e.ctx, project, r, true)
+			if err != nil || !hasAddr(*in, vip) {
+				continue // a replica that cannot be read holds nothing we can see
 			}
-			if in.Name == name {
+			if r == name {
 				self = true
 			} else {
-				holder = in.Name
+				holder = r
 			}
 		}
 		if holder != "" && !self {
