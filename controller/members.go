@@ -196,8 +196,8 @@ func (w *MemberWatch) dial(ctx context.Context, addr string) error {
 // (whose other replicas must evict the member's backends). stop releases
 // it.
 func (a *Applier) abortIfLost(ctx context.Context, project, name string) (context.Context, func()) {
-	if a.Members == nil {
-		return ctx, func() {}
+	if a.Members == nil || !a.Members.Clustered() {
+		return ctx, func() {} // no member to lose: no watcher per pass
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
