@@ -173,7 +173,7 @@ var _ = Describe("an LB pair on a real 3-member cluster", Ordered, func() {
 		// within two health-check intervals (4 s here). HAProxy's checks
 		// mark its backend DOWN within fall x fastInterval; the slot is
 		// parked when the pass gets through the cluster's stalled API
-		// (printed, not yet within 2 x interval: 15-33 s here).
+		// (printed, not yet within 2 x interval: 14-33 s here).
 		var out string
 		Eventually(func() string { out = ctl.log.String()[mark:]; return out }, 10*time.Second, 100*time.Millisecond).
 			Should(MatchRegexp(`"cluster member lost[^\n]*"member":"` + m + `"`))
