@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -188,7 +189,11 @@ func (e *Elector) Run(ctx context.Context) {
 		case <-tick.C:
 		}
 		e.round(ctx)
-		tick.Reset(e.Retry)
+		// Jittered, as client-go does: Incus checks an If-Match and then
+		// writes, not atomically, so two candidates that try in the same
+		// instant could both win. Apart in time, the second sees the
+		// first's write.
+		tick.Reset(e.Retry + rand.N(e.Retry/5+1))
 	}
 }
 
