@@ -60,7 +60,9 @@ e2e: incus-env
 	bash hack/sweep.sh
 	@for img in $(E2E_IMAGES); do \
 	  echo "== e2e suite with LB image $$img"; \
-	  INCUSLB_E2E_IMAGE=$$img $(GO) test -v -tags e2e -count=1 -timeout 30m ./e2e/ -ginkgo.v || exit 1; \
+	  INCUSLB_E2E_IMAGE=$$img $(GO) test -v -tags e2e -count=1 -timeout 30m ./e2e/ -ginkgo.v \
+	    -ginkgo.json-report=$(CURDIR)/.cache/e2e-$$img.json \
+	    || { $(GO) run ./hack/e2efail .cache/e2e-$$img.json; exit 1; }; \
 	done
 
 ## cluster-env: a real 3-member Incus cluster of nested containers on this
@@ -71,7 +73,9 @@ cluster-env: incus-env
 ## e2e-cluster: the e2e suite on that cluster (an LB pair spread over two
 ## members, a member hard-killed and back).
 e2e-cluster: cluster-env
-	INCUS_CONF=$(CURDIR)/.cache/nest/incus-conf $(GO) test -v -tags cluster -count=1 -timeout 20m ./e2e/cluster/ -ginkgo.v
+	INCUS_CONF=$(CURDIR)/.cache/nest/incus-conf $(GO) test -v -tags cluster -count=1 -timeout 20m ./e2e/cluster/ -ginkgo.v \
+	  -ginkgo.json-report=$(CURDIR)/.cache/e2e-cluster.json \
+	  || { $(GO) run ./hack/e2efail .cache/e2e-cluster.json; exit 1; }
 
 ## bench: the benchmarks of BENCHMARKS.md: Go benchmarks on a fake Incus of
 ## 10,000 instances, then the harness on real Incus (prints a table).

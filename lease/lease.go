@@ -220,7 +220,8 @@ func (e *Elector) round(ctx context.Context) {
 	}
 	seen := e.seen
 	e.mu.Unlock()
-	switch Decide(r, seen, now, e.Identity) {
+	action := Decide(r, seen, now, e.Identity)
+	switch action {
 	case Follow:
 		e.set(false, 0)
 		return
@@ -236,10 +237,47 @@ func (e *Elector) round(ctx context.Context) {
 		e.checkDeadline(now)
 		return
 	}
+	if action == Acquire && !e.confirm(rctx, r) {
+		return
+	}
 	e.mu.Lock()
 	e.observed, e.seen, e.renewed = r, now, now
 	e.mu.Unlock()
 	e.set(true, r.Generation)
+}
+
+// confirmDelay is how long an acquirer waits before it reads its write
+// back. Incus checks an If-Match and then writes, not atomically: a
+// candidate whose check passed in the same instant as ours may still be
+// writing when our write returns. Its write lands within a database
+// transaction, milliseconds; the last write wins, and reading back after
+// both tells each candidate whether it won.
+func (e *Elector) confirmDelay() time.Duration {
+	return min(e.Retry/10, 250*time.Millisecond)
+}
+
+// confirm reads an acquisition back after confirmDelay and reports
+// whether the record is still ours; if not, this process follows the
+// record it read.
+func (e *Elector) confirm(ctx context.Context, mine Record) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(e.confirmDelay()):
+	}
+	r, _, err := e.Store.Get(ctx)
+	if err != nil {
+		e.Log.Error(err, "reading the lease back after acquiring it")
+		return false // the next round tries again
+	}
+	if r.Holder == mine.Holder && r.Generation == mine.Generation {
+		return true
+	}
+	e.Log.Info("another candidate acquired the lease in the same instant", "holder", r.Holder, "generation", r.Generation)
+	e.mu.Lock()
+	e.observed, e.seen = r, e.now()
+	e.mu.Unlock()
+	return false
 }
 
 // checkDeadline makes a leader that could not renew for RenewDeadline

@@ -51,11 +51,25 @@ type memStore struct {
 	r       Record
 	version int
 	exists  bool
+	racy    int // writes to accept at a stale version
+
+	together *sync.WaitGroup // when set, the first two reads wait for each other
+	gets     int
 }
 
 func (s *memStore) Get(context.Context) (Record, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.together != nil && s.gets < 2 {
+		// Both candidates read before either writes.
+		s.gets++
+		r, v := s.r, strconv.Itoa(s.version)
+		s.mu.Unlock()
+		s.together.Done()
+		s.together.Wait()
+		s.mu.Lock()
+		return r, v, nil
+	}
 	if !s.exists {
 		return Record{}, "", ErrNotFound
 	}
@@ -76,7 +90,12 @@ func (s *memStore) Update(_ context.Context, r Record, version string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if version != strconv.Itoa(s.version) {
-		return ErrConflict
+		if s.racy == 0 {
+			return ErrConflict
+		}
+		// As Incus can: the If-Match was checked before another writer's
+		// write landed, so this write lands too.
+		s.racy--
 	}
 	s.r, s.version = r, s.version+1
 	return nil
@@ -140,6 +159,35 @@ func TestElection(t *testing.T) {
 	a.round(ctx)
 	if l, g := a.Leading(); !l || g != 3 {
 		t.Fatalf("a after b's release: leading %v gen %d", l, g)
+	}
+}
+
+// TestAcquireRace: two candidates read the free lease and both writes
+// land (Incus's If-Match check and write are not atomic). Each reads its
+// write back: only the last writer leads.
+func TestAcquireRace(t *testing.T) {
+	store := &memStore{exists: true, racy: 1, together: &sync.WaitGroup{}}
+	store.together.Add(2)
+	mk := func(id string) *Elector {
+		e := &Elector{Store: store, Identity: id, Log: logr.Discard()}
+		e.defaults()
+		return e
+	}
+	a, b := mk("a"), mk("b")
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for _, e := range []*Elector{a, b} {
+		wg.Add(1)
+		go func() { defer wg.Done(); e.round(ctx) }()
+	}
+	wg.Wait()
+	la, _ := a.Leading()
+	lb, _ := b.Leading()
+	if la == lb {
+		t.Fatalf("a leads %v, b leads %v (record %+v)", la, lb, store.r)
+	}
+	if winner := map[bool]string{true: "a", false: "b"}[la]; store.r.Holder != winner {
+		t.Fatalf("%s leads, the record says %+v", winner, store.r)
 	}
 }
 
