@@ -136,6 +136,12 @@ func (a *Applier) list(ctx context.Context, lb *specs.LoadBalancer) (*listing, e
 // lost one offline (cluster.offline_threshold, 20 s by default).
 const lostListWait = time.Second
 
+// lostListWaitAlready is that bound when a member was lost before the
+// call began: Incus then answers at once only if it has marked the member
+// offline already; otherwise every call waits on it, so the pass does not
+// wait long for a listing newer than the last one.
+const lostListWaitAlready = 250 * time.Millisecond
+
 // listProject lists a project's instances. While a cluster member is lost
 // (or once one is found lost during the call) and the call has not
 // answered within lostListWait, it returns the last listing of the
@@ -149,6 +155,10 @@ func (a *Applier) listProject(ctx context.Context, project string, state bool) (
 		return insts, false, err
 	}
 	last, haveLast := a.listings.get(project)
+	wait := lostListWait
+	if len(a.Members.LostMembers()) > 0 {
+		wait = lostListWaitAlready
+	}
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -171,7 +181,7 @@ func (a *Applier) listProject(ctx context.Context, project string, state bool) (
 			}
 			return r.insts, false, r.err
 		case <-t.C:
-			if lost := a.Members.LostMembers(); haveLast && len(lost) > 0 && time.Since(start) >= lostListWait {
+			if lost := a.Members.LostMembers(); haveLast && len(lost) > 0 && time.Since(start) >= wait {
 				a.Log.Info("the instance list waits on a lost cluster member: using the last one", "project", project, "lost", lost)
 				return slices.Clone(last), true, nil
 			}

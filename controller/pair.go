@@ -47,18 +47,30 @@ func Replicas(lb *specs.LoadBalancer) []*specs.LoadBalancer {
 }
 
 // Primary is the replica whose HAProxy serves clients: the holder of the
-// virtual address at the last pass, else replica 1; lb itself without
-// highAvailability.
+// virtual address at the last pass, else replica 1 (either only when its
+// member is not lost); lb itself without highAvailability.
 func (a *Applier) Primary(lb *specs.LoadBalancer) *specs.LoadBalancer {
 	rs := Replicas(lb)
 	if holder, ok := a.holders.get(lb.Metadata.Name); ok {
 		for _, r := range rs {
-			if r.Spec.Instance.Name == holder {
+			if r.Spec.Instance.Name == holder && !a.replicaLost(r) {
 				return r
 			}
 		}
 	}
+	// A replica on a lost member would fail its pass: the first of the
+	// others decides the slots.
+	for _, r := range rs {
+		if !a.replicaLost(r) {
+			return r
+		}
+	}
 	return rs[0]
+}
+
+func (a *Applier) replicaLost(r *specs.LoadBalancer) bool {
+	_, lost := a.onLostMember(r.Spec.Instance.Project, r.Spec.Instance.Name)
+	return lost
 }
 
 // applyPair makes the pass of every replica of an HA LoadBalancer, the

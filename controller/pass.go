@@ -195,8 +195,11 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 		}
 		// The status says why the pass failed even when its deadline is
 		// what ended it: the write gets a deadline of its own.
+		// It too ends at once if the member is found lost meanwhile.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 		defer cancel()
+		rctx, stop := a.abortIfLost(rctx, in.Project, in.Name)
+		defer stop()
 		if rerr := a.record(rctx, lb, obs, specHash, p, err); rerr != nil {
 			if err == nil {
 				return p, rerr

@@ -38,15 +38,9 @@ func (a *Applier) ensureVRRP(ctx context.Context, lb *specs.LoadBalancer, top *P
 			if _, lost := a.onLostMember(in.Project, in.Name); lost {
 				continue
 			}
-			got, err := a.Incus.GetInstance(ctx, in.Project, in.Name, false)
-			if err != nil {
+			got := a.readReplica(ctx, in)
+			if got == nil {
 				continue // absent or unreadable: not a peer this pass
-			}
-			a.locations.set(in.Project+"/"+in.Name, got.Location)
-			if a.unreachable(got); got.Running() {
-				if got, err = a.Incus.GetInstance(ctx, in.Project, in.Name, true); err != nil {
-					continue
-				}
 			}
 			inst, insts[in.Name] = got, got
 		}
@@ -79,7 +73,10 @@ func (a *Applier) ensureVRRP(ctx context.Context, lb *specs.LoadBalancer, top *P
 			Virtual: netip.MustParsePrefix(ha.VirtualIP), RouterID: ha.VRRP.RouterID,
 			Advert: ha.VRRP.AdvertInterval.Duration, Self: self, Peers: peers,
 		}
-		changed, err := a.pushVRRP(ctx, r, keepalived.Render(kc), keepalived.Handover(kc))
+		// A member lost meanwhile ends the calls into its replica at once.
+		rctx, stop := a.abortIfLost(ctx, in.Project, in.Name)
+		changed, err := a.pushVRRP(rctx, r, keepalived.Render(kc), keepalived.Handover(kc))
+		stop()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("replica %s: keepalived: %w", in.Name, err))
 			continue
@@ -102,6 +99,25 @@ func (a *Applier) ensureVRRP(ctx context.Context, lb *specs.LoadBalancer, top *P
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// readReplica reads a replica whose own pass failed (with its addresses
+// when it runs), or nil; a read that waits on a member found lost
+// meanwhile ends then.
+func (a *Applier) readReplica(ctx context.Context, in specs.InstanceSpec) *incus.Instance {
+	ctx, stop := a.abortIfLost(ctx, in.Project, in.Name)
+	defer stop()
+	got, err := a.Incus.GetInstance(ctx, in.Project, in.Name, false)
+	if err != nil {
+		return nil
+	}
+	a.locations.set(in.Project+"/"+in.Name, got.Location)
+	if a.unreachable(got); got.Running() {
+		if got, err = a.Incus.GetInstance(ctx, in.Project, in.Name, true); err != nil {
+			return nil
+		}
+	}
+	return got
 }
 
 // pushVRRP installs keepalived in a replica when its image lacks it, and

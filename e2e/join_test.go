@@ -60,9 +60,14 @@ var _ = Describe("joins gated by health on real Incus", Ordered, func() {
 		Expect(os.Rename(specFile+".new", specFile)).To(Succeed())
 	}
 	client := &http.Client{Timeout: 3 * time.Second}
+	var lbAddr string // the LB's address, looked up again after an error
 	get := func() (string, error) {
-		resp, err := client.Get("http://" + ipv4(joinLB) + "/")
+		if lbAddr == "" {
+			lbAddr = ipv4(joinLB)
+		}
+		resp, err := client.Get("http://" + lbAddr + "/")
 		if err != nil {
+			lbAddr = ""
 			return "", err
 		}
 		resp.Body.Close()
@@ -314,6 +319,11 @@ func loadDuring(lb, slowPath string, act func(), done func() bool) []string {
 		wg     sync.WaitGroup
 		actAt  = time.Now().Add(2 * time.Second) // when act ran (about)
 	)
+	// Resolved once: an `incus list` per request (50 a second) loaded the
+	// 2-core CI machine enough to delay the reload by a minute, and one
+	// that failed sent a request to "http:///".
+	addr := ipv4(lb)
+	Expect(addr).NotTo(BeEmpty(), "%s has no address", lb)
 	keepAlive := &http.Client{Timeout: 10 * time.Second}
 	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for i := 0; i < 1500; i++ { // 30 s at most: bounded
@@ -333,7 +343,7 @@ func loadDuring(lb, slowPath string, act func(), done func() bool) []string {
 		wg.Add(1)
 		go func(sent time.Time) {
 			defer wg.Done()
-			resp, err := c.Get("http://" + ipv4(lb) + path)
+			resp, err := c.Get("http://" + addr + path)
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == 200 {

@@ -223,6 +223,7 @@ func genCheck(c *chooser) specs.HealthCheck {
 		Rise:         pick(c, "rise", counts...),
 		FastInterval: pick(c, "fastInterval", durations...),
 		DownInterval: pick(c, "downInterval", durations...),
+		Timeout:      pick(c, "timeout", durations...),
 		Path:         pick(c, "path", paths...),
 		Host:         pick(c, "host", hosts...),
 		ExpectStatus: pick(c, "expectStatus", statuses...),

@@ -157,6 +157,13 @@ func renderBackend(w *writer, lb *specs.LoadBalancer, p *specs.Pool, slots []Slo
 	w.line("    option httpchk")
 	w.line("    http-check send meth GET uri %s ver HTTP/1.1 hdr Host %s", c.Path, c.Host)
 	w.line("    http-check expect rstatus %s", c.ExpectStatus)
+	// With timeout check set, a check connects within timeout connect (not
+	// within inter, HAProxy's default), then waits this long for the answer.
+	checkTimeout := c.Interval.Duration
+	if c.Timeout.Set {
+		checkTimeout = c.Timeout.Duration
+	}
+	w.line("    timeout check %s", hapDuration(checkTimeout))
 
 	def := fmt.Sprintf("    default-server inter %s", hapDuration(c.Interval.Duration))
 	if c.FastInterval.Set {

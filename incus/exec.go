@@ -37,9 +37,14 @@ func (c *Client) Exec(ctx context.Context, project, name string, argv []string, 
 	if stdin != nil {
 		in = io.NopCloser(bytes.NewReader(stdin))
 	}
-	op, err := c.in(ctx, project).ExecInstance(name, *args, &incusclient.InstanceExecArgs{
-		Stdin: in, Stdout: stdout, Stderr: stderr, DataDone: dataDone,
-	})
+	// ExecInstance dials the operation's websockets with a handshake
+	// timeout of its own that ignores ctx (see untilDone); an exec that
+	// started after the caller left is cancelled.
+	op, err := untilDone(ctx, func() (incusclient.Operation, error) {
+		return c.in(ctx, project).ExecInstance(name, *args, &incusclient.InstanceExecArgs{
+			Stdin: in, Stdout: stdout, Stderr: stderr, DataDone: dataDone,
+		})
+	}, func(op incusclient.Operation) { _ = op.Cancel() })
 	if err != nil {
 		return ExecResult{}, fmt.Errorf("exec %q in %s: %w", strings.Join(argv, " "), name, notFound(err))
 	}

@@ -97,6 +97,7 @@ func inheritCheck(c *HealthCheck, def HealthCheck) {
 	orInt(&c.Rise, def.Rise)
 	orDur(&c.FastInterval, def.FastInterval)
 	orDur(&c.DownInterval, def.DownInterval)
+	orDur(&c.Timeout, def.Timeout)
 	orString(&c.Path, def.Path)
 	orString(&c.Host, def.Host)
 	orString(&c.ExpectStatus, def.ExpectStatus)

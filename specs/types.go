@@ -156,6 +156,12 @@ type HealthCheck struct {
 	// joining member gets its first check (a parked slot waits on this
 	// timer). HAProxy's downinter. Default 250ms.
 	DownInterval Duration `json:"downInterval,omitzero"`
+	// Timeout is how long a check waits for the server's answer once
+	// connected (HAProxy's `timeout check`); the connection itself must
+	// be made within timeouts.connect, so that a server whose host is
+	// gone (no answer at all) fails its check in that time, not in a
+	// whole interval. Default: the interval.
+	Timeout Duration `json:"timeout,omitzero"`
 	// Path requested with GET. Default "/".
 	Path string `json:"path,omitempty"`
 	// Host header sent with the check. Default "localhost".

@@ -256,6 +256,9 @@ func validateCheck(e *errs, path string, c *HealthCheck) {
 		validateDuration(e, path+".fastInterval", c.FastInterval, 100*time.Millisecond)
 	}
 	validateDuration(e, path+".downInterval", c.DownInterval, 100*time.Millisecond)
+	if c.Timeout.Set {
+		validateDuration(e, path+".timeout", c.Timeout, 100*time.Millisecond)
+	}
 	if c.Fall < 1 || c.Fall > maxFallRise {
 		e.add(path+".fall", "must be between 1 and %d, not %d", maxFallRise, c.Fall)
 	}

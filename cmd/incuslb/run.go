@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -40,6 +41,7 @@ func (e *env) run(args []string) error {
 	remote := fs.String("remote", "", "incus CLI remote to use (default: the local unix socket)")
 	socketDir := fs.String("socket-dir", "/run/incuslb", "host directory of the HAProxy admin/master sockets of the LB instances (proxy devices)")
 	forceReload := fs.Bool("force-reload", false, "apply every change with a reload instead of the runtime API (for comparison benchmarks)")
+	pprofOn := fs.Bool("pprof", false, "also serve Go's profiles under /debug/pprof/ on --listen (goroutine dumps of a stalled pass; keep --listen on loopback)")
 	memberProbe := fs.Duration("member-probe", controller.DefaultMemberProbe, "on a cluster, connect to every member's API this often; a member that fails twice in a row is lost and its instances leave their pools at once (0: wait for Incus to mark it offline)")
 	lf := addLeaseFlags(fs, true)
 	if err := parse(fs, args); err != nil {
@@ -166,6 +168,10 @@ func (e *env) run(args []string) error {
 			}
 			_, _ = w.Write([]byte("ok\n"))
 		})
+		if *pprofOn {
+			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		}
 		if git != nil && (secret != nil || *insecure) {
 			mux.Handle("POST /hooks/git", &controller.Webhook{Secret: secret, Branch: *gitBranch, Trigger: runner.SyncGit, Log: log})
 		}

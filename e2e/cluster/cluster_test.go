@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -188,7 +189,27 @@ func lookup(name string) instance {
 // controller is an incuslb run on the host against the cluster.
 type controller struct {
 	*testenv.Process
-	log *testenv.LockedBuffer
+	log  *testenv.LockedBuffer
+	addr string // its --listen address
+}
+
+// stacks is the controller's goroutines that are in incuslb's code (from
+// --pprof), to say where a slow pass waits.
+func (c *controller) stacks() string {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + c.addr + "/debug/pprof/goroutine?debug=2")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(io.LimitReader(resp.Body, 8<<20))
+	var keep []string
+	for _, g := range strings.Split(b.String(), "\n\n") {
+		if strings.Contains(g, "incuslb/controller") && !strings.Contains(g, "MemberWatch") {
+			keep = append(keep, g)
+		}
+	}
+	return strings.Join(keep, "\n\n")
 }
 
 func startController(args ...string) *controller {
@@ -197,8 +218,8 @@ func startController(args ...string) *controller {
 	Expect(err).NotTo(HaveOccurred())
 	addr := ln.Addr().String()
 	ln.Close()
-	c := &controller{log: &testenv.LockedBuffer{}}
-	cmd := exec.Command(bin, append(args, "--remote", remote, "--listen", addr, "--lease", leaseName())...)
+	c := &controller{log: &testenv.LockedBuffer{}, addr: addr}
+	cmd := exec.Command(bin, append(args, "--remote", remote, "--listen", addr, "--pprof", "--lease", leaseName())...)
 	cmd.Stdout, cmd.Stderr = c.log, c.log
 	c.Process, err = testenv.Start(cmd)
 	Expect(err).NotTo(HaveOccurred())

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,10 @@ import (
 
 	"github.com/incuslb/incuslb/e2e/testenv"
 )
+
+// checkInterval is the pools' health-check interval in pairSpec: a lost
+// member's backends leave their pools within two of it.
+const checkInterval = 3 * time.Second
 
 // The member killed holds a backend too: until HAProxy marks it DOWN
 // (one failed check, then fall-1 more fastInterval apart), requests sent
@@ -31,7 +36,7 @@ spec:
   instance: {name: c-lb, project: default, image: lb-haproxy}
   highAvailability: {replicas: 2, virtualIP: %s/24, vrrp: {routerID: 63}}
   defaults:
-    healthCheck: {interval: 2s, fastInterval: 200ms, fall: 2}
+    healthCheck: {interval: 3s, fastInterval: 200ms, fall: 2}
     slowStart: 0s
     timeouts: {connect: 100ms}
   routes: [{pool: capi}]
@@ -49,6 +54,43 @@ func logTime(log, re string) time.Time {
 	var line struct{ Time time.Time }
 	Expect(json.Unmarshal([]byte(l), &line)).To(Succeed())
 	return line.Time
+}
+
+// backendDown is when replica's HAProxy first marked a capi server DOWN
+// after since, from its journal (the replica shares this host's clock).
+// It waits for the cluster's API, which may stall a while after a kill.
+func backendDown(replica string, since time.Time) time.Time {
+	GinkgoHelper()
+	re := regexp.MustCompile(`(?m)^(\d+\.\d+) .*Server capi/srv\d+ is DOWN`)
+	var at time.Time
+	Eventually(func() bool {
+		out, err := nest("exec", remote+":"+replica, "--", "journalctl", "-u", "haproxy", "--no-pager", "-o", "short-unix",
+			"--since", since.Add(-time.Second).UTC().Format("2006-01-02 15:04:05 UTC"))
+		if err != nil {
+			return false
+		}
+		for _, m := range re.FindAllStringSubmatch(out, -1) {
+			f, _ := strconv.ParseFloat(m[1], 64)
+			if t := time.Unix(0, int64(f*1e9)); t.After(since) {
+				at = t
+				return true
+			}
+		}
+		return false
+	}, 2*time.Minute, 2*time.Second).Should(BeTrue(), "the surviving replica's HAProxy never marked the killed member's backend DOWN")
+	return at
+}
+
+// parkedRE matches the runtime update that takes a member's slot out.
+const parkedRE = `"runtime update"[^\n]*"kind":"(park|evict)"`
+
+// stallReport prints where the controller's passes wait when no slot was
+// parked 5 s after a member was killed (a call that ignores its deadline).
+func stallReport(ctl *controller, mark int, killedAt time.Time) {
+	time.Sleep(time.Until(killedAt.Add(5 * time.Second)))
+	if !regexp.MustCompile(parkedRE).MatchString(ctl.log.String()[mark:]) {
+		GinkgoWriter.Printf("no slot parked 5 s after the kill; the controller's passes wait here:\n%s\n", ctl.stacks())
+	}
 }
 
 var _ = Describe("an LB pair on a real 3-member cluster", Ordered, func() {
@@ -104,6 +146,22 @@ var _ = Describe("an LB pair on a real 3-member cluster", Ordered, func() {
 		return true
 	}
 
+	// servedByAll waits until the virtual address has served from the
+	// backends on all three members.
+	servedByAll := func() {
+		GinkgoHelper()
+		seen := map[string]bool{}
+		client := &http.Client{Timeout: 2 * time.Second}
+		Eventually(func() int {
+			resp, err := client.Get(url())
+			if err == nil {
+				seen[resp.Header.Get("X-Served-By")] = true
+				resp.Body.Close()
+			}
+			return len(seen)
+		}, settles, 50*time.Millisecond).Should(Equal(3), "served by %v", seen)
+	}
+
 	BeforeAll(func() {
 		// The bridge's prefix, from a member's address: .242 is outside
 		// its DHCP range.
@@ -141,16 +199,7 @@ var _ = Describe("an LB pair on a real 3-member cluster", Ordered, func() {
 		l1, l2 := lookup(replicas[0]).Location, lookup(replicas[1]).Location
 		GinkgoWriter.Printf("replicas on %s and %s\n", l1, l2)
 		Expect(l1).NotTo(Equal(l2))
-		seen := map[string]bool{}
-		client := &http.Client{Timeout: 2 * time.Second}
-		Eventually(func() int {
-			resp, err := client.Get(url())
-			if err == nil {
-				seen[resp.Header.Get("X-Served-By")] = true
-				resp.Body.Close()
-			}
-			return len(seen)
-		}, settles, 50*time.Millisecond).Should(Equal(3), "served by %v", seen)
+		servedByAll()
 	})
 
 	It("2. hard-killing the member that holds the address costs under a second of errors; the other replica serves and the controller says so", func() {
@@ -170,20 +219,25 @@ var _ = Describe("an LB pair on a real 3-member cluster", Ordered, func() {
 		// No event comes for the member's instances, and Incus marks the
 		// member offline only after 20 s (its instance list waits on the
 		// member until then): the controller's own probe finds it lost
-		// within two health-check intervals (4 s here). HAProxy's checks
-		// mark its backend DOWN within fall x fastInterval; the slot is
-		// parked when the pass gets through the cluster's stalled API
-		// (printed, not yet within 2 x interval: 14-33 s here).
+		// (--member-probe 500ms, two failed connects), and its backend
+		// leaves the pool within two check intervals twice over: HAProxy's
+		// checks mark it DOWN (one failed check, then fall-1 more
+		// fastInterval apart), and the controller parks its slot.
+		down := backendDown(other(h), killedAt)
+		GinkgoWriter.Printf("member %s killed -> its backend DOWN in the surviving replica: %v\n", m, down.Sub(killedAt))
+		Expect(down.Sub(killedAt)).To(BeNumerically("<", 2*checkInterval))
 		var out string
 		Eventually(func() string { out = ctl.log.String()[mark:]; return out }, 10*time.Second, 100*time.Millisecond).
 			Should(MatchRegexp(`"cluster member lost[^\n]*"member":"` + m + `"`))
 		lost := logTime(out, `"cluster member lost[^\n]*"member":"`+m+`"`)
 		GinkgoWriter.Printf("member %s killed -> found lost: %v\n", m, lost.Sub(killedAt))
-		Expect(lost.Sub(killedAt)).To(BeNumerically("<", 4*time.Second))
+		Expect(lost.Sub(killedAt)).To(BeNumerically("<", 2*checkInterval))
+		stallReport(ctl, mark, killedAt)
 		Eventually(func() string { out = ctl.log.String()[mark:]; return out }, settles, time.Second).
 			Should(MatchRegexp(`(?s)"cluster member lost[^\n]*"member":"` + m + `".*"runtime update"[^\n]*"kind":"(park|evict)"`))
 		at := logTime(out[strings.Index(out, "cluster member lost"):], `"runtime update"[^\n]*"kind":"(park|evict)"`)
 		GinkgoWriter.Printf("member %s killed -> its backend's slot parked: %v\ncontroller log since the kill:\n%s\n", m, at.Sub(killedAt), out)
+		Expect(at.Sub(killedAt)).To(BeNumerically("<", 2*checkInterval))
 		// The member took a backend with it too: HAProxy cuts what is
 		// still connecting to it when it marks it DOWN (on-marked-down
 		// shutdown-sessions), seconds later; that counts here as well.
@@ -206,5 +260,31 @@ var _ = Describe("an LB pair on a real 3-member cluster", Ordered, func() {
 		GinkgoWriter.Printf("return of member %s: %s\n", down, r)
 		Expect(r.Failed).To(BeZero())
 		Expect(holder()).To(Equal(h))
+	})
+
+	It("4. losing the member of the backup replica: its backend's slot is parked within 2 x interval", func() {
+		// The holder's pass goes on beside the lost replica's: calls into
+		// the lost one end when the member is found lost, and so does the
+		// status write to it.
+		m := killed
+		Expect(lookup(holder()).Location).NotTo(Equal(m))
+		servedByAll() // its backend is back in the holder's pool
+		mark := ctl.log.Len()
+		killedAt := time.Now()
+		_, err := host("stop", "--force", m)
+		Expect(err).NotTo(HaveOccurred())
+		stallReport(ctl, mark, killedAt)
+		var out string
+		Eventually(func() string { out = ctl.log.String()[mark:]; return out }, settles, 100*time.Millisecond).
+			Should(MatchRegexp(`(?s)"cluster member lost[^\n]*"member":"` + m + `".*"runtime update"[^\n]*"kind":"(park|evict)"`))
+		lost := logTime(out, `"cluster member lost[^\n]*"member":"`+m+`"`)
+		at := logTime(out[strings.Index(out, "cluster member lost"):], `"runtime update"[^\n]*"kind":"(park|evict)"`)
+		GinkgoWriter.Printf("member %s killed -> found lost: %v, its backend's slot parked: %v\ncontroller log since the kill:\n%s\n",
+			m, lost.Sub(killedAt), at.Sub(killedAt), out)
+		Expect(at.Sub(killedAt)).To(BeNumerically("<", 2*checkInterval))
+		_, err = host("start", m)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() bool { return memberOnline(m) }, settles, time.Second).Should(BeTrue())
+		Eventually(bothRun, settles, time.Second).Should(BeTrue())
 	})
 })
