@@ -80,12 +80,26 @@ var _ = Describe("an LB pair behind a virtual address on real Incus", Ordered, f
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	}
+	// paired: both replicas run HAProxy and keepalived with the pair's
+	// config (each the other's unicast peer).
+	paired := func() bool {
+		for _, r := range haReplicas {
+			out, err := incus("exec", r, "--", "sh", "-c", "systemctl is-active haproxy keepalived; grep -c unicast_peer /etc/keepalived/keepalived.conf")
+			if err != nil || strings.Count(out, "active") != 2 || strings.Contains(out, "inactive") {
+				return false
+			}
+		}
+		return true
+	}
 	// settled: one replica holds the address and serves, and both run the
-	// controller's config.
+	// controller's config. (A hard kill of the holder while the other's
+	// keepalived is still starting costs seconds, not the failover's
+	// fraction of one.)
 	settled := func() {
 		GinkgoHelper()
 		Eventually(holder, applySettles, 100*time.Millisecond).ShouldNot(BeEmpty())
 		Eventually(serves, applySettles, 100*time.Millisecond).Should(BeTrue())
+		Eventually(paired, applySettles, 250*time.Millisecond).Should(BeTrue(), "both replicas run the pair's keepalived config")
 	}
 
 	BeforeAll(func() {
@@ -133,6 +147,7 @@ var _ = Describe("an LB pair behind a virtual address on real Incus", Ordered, f
 	})
 
 	It("2. a hard kill of the holder costs less than a second of errors; the other replica serves", func() {
+		settled()
 		h := holder()
 		p := testenv.StartPoller(url())
 		time.Sleep(500 * time.Millisecond)
