@@ -195,7 +195,7 @@ type fakeHAProxy struct {
 	loaded          []byte // the config the current worker runs
 	servers         map[string]*fakeServer
 	reloads, failed int
-	failReloads     int // how many of the next reloads fail
+	failReloads     int               // how many of the next reloads fail
 	certs           map[string]string // path -> SHA1 served under it
 	crtList         []string          // the crt-list's paths
 	sessions        map[string]int

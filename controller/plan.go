@@ -151,11 +151,11 @@ func (p *Plan) String() string {
 
 // planInput is everything planning needs; planning reads nothing else.
 type planInput struct {
-	lb   *specs.LoadBalancer
+	lb    *specs.LoadBalancer
 	certs []haproxy.CertFile // none without TLS
-	obs  *Observation
-	prev haproxy.Layout // where members sit now (see previousLayout)
-	disc *discovery
+	obs   *Observation
+	prev  haproxy.Layout // where members sit now (see previousLayout)
+	disc  *discovery
 	// drains is when each draining member started to drain, by drainKey.
 	drains      map[string]time.Time
 	now         time.Time

@@ -21,10 +21,10 @@ const FailpointAfterRename = "after-config-rename"
 
 // stage is the files of one reload: temporary names until validated.
 type stage struct {
-	certTmps                                   map[string]string // certificate path -> its temporary file
+	certTmps                                          map[string]string // certificate path -> its temporary file
 	listTmp, checkListTmp, cfgTmp, checkTmp, stateTmp string
-	uid, gid                                   int64
-	certsRenamed, listRenamed, cfgRenamed      bool
+	uid, gid                                          int64
+	certsRenamed, listRenamed, cfgRenamed             bool
 }
 
 // reload writes the desired config (and certificate) under temporary

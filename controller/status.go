@@ -8,15 +8,15 @@ import (
 
 // Instance config keys where incuslb records what it applied and saw.
 const (
-	KeyLB         = "user.incuslb.lb"          // the LoadBalancer's name; marks the instance as incuslb's
-	KeySource     = "user.incuslb.source"      // the spec file it came from
-	KeySpecHash   = "user.incuslb.spec-hash"   // hash of the defaulted spec and certificate
-	KeyGeneration = "user.incuslb.generation"  // bumped whenever the spec hash changes
-	KeyConfigHash = "user.incuslb.config-hash" // hash of the haproxy.cfg last applied
-	KeyAppliedAt  = "user.incuslb.applied-at"  // RFC 3339 time of the last change applied
-	KeyConditions = "user.incuslb.conditions"  // JSON list of Condition
-	KeyRevision   = "user.incuslb.revision"    // git commit the spec was read at
-	KeyVirtualIP  = "user.incuslb.virtual-ip"  // a replica's pair's virtual address (spec.highAvailability.virtualIP)
+	KeyLB         = "user.incuslb.lb"           // the LoadBalancer's name; marks the instance as incuslb's
+	KeySource     = "user.incuslb.source"       // the spec file it came from
+	KeySpecHash   = "user.incuslb.spec-hash"    // hash of the defaulted spec and certificate
+	KeyGeneration = "user.incuslb.generation"   // bumped whenever the spec hash changes
+	KeyConfigHash = "user.incuslb.config-hash"  // hash of the haproxy.cfg last applied
+	KeyAppliedAt  = "user.incuslb.applied-at"   // RFC 3339 time of the last change applied
+	KeyConditions = "user.incuslb.conditions"   // JSON list of Condition
+	KeyRevision   = "user.incuslb.revision"     // git commit the spec was read at
+	KeyVirtualIP  = "user.incuslb.virtual-ip"   // a replica's pair's virtual address (spec.highAvailability.virtualIP)
 	KeyCerts      = "user.incuslb.certificates" // JSON list of CertStatus (the first maxCertStatuses)
 	// KeyMaintenance ("true") is set by `incuslb maintenance on`: a pair's
 	// replica hands the virtual address over, and the controller does not
