@@ -13,7 +13,7 @@ import (
 // reload (or start) of HAProxy on the desired config, or the membership and
 // certificate changes through the runtime API with the files in the
 // container brought up to date, no reload.
-func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *haproxy.Runtime, obs *Observation, p *Plan, cert []byte) error {
+func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *haproxy.Runtime, obs *Observation, p *Plan) error {
 	log := a.Log.WithValues("lb", lb.Metadata.Name, "instance", p.Instance)
 	for _, c := range p.cuts {
 		// An old worker may have exited meanwhile: not an error.
@@ -26,7 +26,7 @@ func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *hapro
 		log.Info("runtime update", "kind", "cut", "change", c.String())
 	}
 	if p.Reload != ReloadNone {
-		if err := a.reload(ctx, lb, rt, obs, p, cert, log); err != nil {
+		if err := a.reload(ctx, lb, rt, obs, p, log); err != nil {
 			return err
 		}
 		a.Metrics.reload(lb.Metadata.Name, string(p.Reload))
@@ -56,23 +56,17 @@ func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *hapro
 	if len(leaving) > 0 {
 		a.forgetAndLog(ctx, lb, leaving, log)
 	}
-	certPath := haproxy.CertPath(lb, haproxy.Options{})
-	if p.swapCert {
-		if err := rt.SetCert(ctx, certPath, cert); err != nil {
-			return fmt.Errorf("HAProxy refused the new certificate; the old one keeps serving: %w", err)
-		}
-		p.Runtime = append(p.Runtime, "certificate swapped (set ssl cert + commit)")
+	done, err := applyCerts(ctx, lb, rt, &p.certs)
+	for _, d := range done {
+		p.Runtime = append(p.Runtime, d)
 		a.Metrics.runtimeUpdate(lb.Metadata.Name, "certificate")
-		log.Info("runtime update", "kind", "certificate", "path", certPath)
+		log.Info("runtime update", "kind", "certificate", "change", d)
 	}
-	if p.stageCert {
-		uid, gid, err := a.haproxyIDs(ctx, lb)
-		if err != nil {
-			return err
-		}
-		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, certPath, cert, incus.FileMode{UID: uid, GID: gid, Mode: 0o600}); err != nil {
-			return err
-		}
+	if err != nil {
+		return err
+	}
+	if err := a.writeCertFiles(ctx, lb, &p.certs); err != nil {
+		return err
 	}
 	if p.writeFile {
 		// The files are what a restart of HAProxy loads: the config, and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -194,8 +195,9 @@ type fakeHAProxy struct {
 	loaded          []byte // the config the current worker runs
 	servers         map[string]*fakeServer
 	reloads, failed int
-	failReloads     int // how many of the next reloads fail
-	certSHA1        string
+	failReloads     int               // how many of the next reloads fail
+	certs           map[string]string // path -> SHA1 served under it
+	crtList         []string          // the crt-list's paths
 	sessions        map[string]int
 }
 
@@ -209,7 +211,13 @@ type fakeServer struct {
 // load makes the worker run the files on disk.
 func (h *fakeHAProxy) load(files map[string][]byte) {
 	h.failed, h.loaded, h.servers = 0, files[haproxy.ConfigPath], nil
-	h.certSHA1 = certSHA1(files["/etc/haproxy/certs/edge.pem"])
+	h.certs, h.crtList = map[string]string{}, nil
+	if strings.Contains(string(h.loaded), " crt-list ") {
+		h.crtList = haproxy.ParseCrtList(string(files["/etc/haproxy/certs/edge.crt-list"]))
+		for _, path := range h.crtList {
+			h.certs[path] = certSHA1(files[path])
+		}
+	}
 }
 
 func (h *fakeHAProxy) table() map[string]*fakeServer {
@@ -276,16 +284,40 @@ func (h *fakeHAProxy) answer(sock, payload string, files map[string][]byte) stri
 			fmt.Fprintf(&b, "%s,%s,0,0,%d,UP\n", s.backend, s.srv, h.sessions[k])
 		}
 		return b.String()
+	case strings.HasPrefix(cmd, "show ssl crt-list "):
+		if h.crtList == nil {
+			return "didn't find the specified filename\n"
+		}
+		return "# " + strings.TrimPrefix(cmd, "show ssl crt-list ") + "\n" + string(haproxy.CrtList(h.crtList))
 	case strings.HasPrefix(cmd, "show ssl cert "):
-		if h.certSHA1 == "" {
+		sum, ok := h.certs[strings.TrimPrefix(cmd, "show ssl cert ")]
+		if !ok {
 			return "Can't display the certificate: Not found or the certificate is a bundle!\n"
 		}
-		return "Filename: " + strings.TrimPrefix(cmd, "show ssl cert ") + "\nStatus: Used\nSHA1 FingerPrint: " + h.certSHA1 + "\n"
+		return "Filename: " + strings.TrimPrefix(cmd, "show ssl cert ") + "\nStatus: Used\nSHA1 FingerPrint: " + sum + "\n"
+	case strings.HasPrefix(cmd, "new ssl cert "):
+		h.certs[strings.TrimPrefix(cmd, "new ssl cert ")] = ""
+		return "New empty certificate store 'x'!\n"
 	case strings.HasPrefix(cmd, "set ssl cert "):
-		h.certSHA1 = certSHA1([]byte(cmd))
+		path, body, _ := strings.Cut(strings.TrimPrefix(cmd, "set ssl cert "), " <<\n")
+		if _, ok := h.certs[path]; !ok {
+			return "Can't replace a certificate which is not referenced by the configuration!\n"
+		}
+		h.certs[path] = certSHA1([]byte(body))
 		return "Transaction created for certificate x!\n"
 	case strings.HasPrefix(cmd, "commit ssl cert "):
 		return "Committing x.\nSuccess!\n"
+	case strings.HasPrefix(cmd, "add ssl crt-list "):
+		f := strings.Fields(strings.TrimPrefix(cmd, "add ssl crt-list "))
+		h.crtList = append(h.crtList, f[1])
+		return "Inserting certificate 'x' in crt-list 'y'.\nSuccess!\n"
+	case strings.HasPrefix(cmd, "del ssl crt-list "):
+		f := strings.Fields(strings.TrimPrefix(cmd, "del ssl crt-list "))
+		h.crtList = slices.DeleteFunc(h.crtList, func(p string) bool { return p == f[1] })
+		return "Entry 'x' deleted in crtlist 'y'!\n"
+	case strings.HasPrefix(cmd, "del ssl cert "):
+		delete(h.certs, strings.TrimPrefix(cmd, "del ssl cert "))
+		return "Certificate 'x' deleted!\n"
 	case strings.HasPrefix(cmd, "set server "):
 		var out strings.Builder
 		for _, one := range strings.Split(cmd, "; ") {

@@ -19,6 +19,7 @@ type Metrics struct {
 	oldWorkers     *prometheus.GaugeVec
 	oldSessions    *prometheus.GaugeVec
 	leader         *prometheus.GaugeVec
+	certNotAfter   *prometheus.GaugeVec
 
 	mu          sync.Mutex
 	lastSuccess map[string]time.Time // by LB
@@ -108,8 +109,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "incuslb_lease_holder",
 		Help: "The holder of the leader lease as this controller last read it (value: the lease generation); is_me is true on the leader.",
 	}, []string{"holder", "is_me"})
+	m.certNotAfter = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "incuslb_certificate_not_after_seconds",
+		Help: "When each certificate an LB serves expires (Unix time), by LoadBalancer and certificate name.",
+	}, []string{"lb", "name"})
 	reg.MustRegister(m.reconciles, m.reconcileTime, m.reloads, m.runtimeUpdates, m.members, m.eventToApplied,
-		m.oldWorkers, m.oldSessions, m.leader, m)
+		m.oldWorkers, m.oldSessions, m.leader, m.certNotAfter, m)
 	return m
 }
 
@@ -167,4 +172,16 @@ func (m *Metrics) SetLeaseHolder(holder string, generation int64, me bool) {
 	}
 	m.leader.Reset()
 	m.leader.WithLabelValues(holder, strconv.FormatBool(me)).Set(float64(generation))
+}
+
+func (m *Metrics) setCertificates(lb string, certs []CertStatus) {
+	if m == nil {
+		return
+	}
+	m.certNotAfter.DeletePartialMatch(prometheus.Labels{"lb": lb})
+	for _, c := range certs {
+		if !c.NotAfter.IsZero() {
+			m.certNotAfter.WithLabelValues(lb, c.Name).Set(float64(c.NotAfter.Unix()))
+		}
+	}
 }

@@ -20,9 +20,12 @@ type Observation struct {
 	// Owner is the instance's user.incuslb.lb key ("" when it has none).
 	Owner string
 
-	// File and CertFile are the config and certificate in the container
-	// (nil when absent, or when the instance does not run).
-	File, CertFile []byte
+	// File is the config in the container (nil when absent, or when the
+	// instance does not run).
+	File []byte
+	// Certs are the certificate files in the container and the
+	// certificates HAProxy serves.
+	Certs certObservation
 
 	// HAProxy, through its runtime API. Answers is false when its master
 	// does not answer (then the rest is zero).
@@ -37,9 +40,6 @@ type Observation struct {
 	StateText string
 	// Sessions by "backend/server".
 	Sessions map[string]int
-	// CertSHA1 is the fingerprint of the certificate HAProxy serves, "" when
-	// none or unknown.
-	CertSHA1 string
 	// OldSessions are the streams of the old workers (reloads keep them
 	// until their sessions end), by PID.
 	OldSessions map[int][]haproxy.Session
@@ -96,7 +96,7 @@ func ownership(lb *specs.LoadBalancer, obs *Observation) error {
 // instance. Files of a stopped instance are never read: Incus serves them
 // through a file server that keeps its rootfs busy, and an `incus delete`
 // of it then hangs.
-func (a *Applier) observeFiles(ctx context.Context, lb *specs.LoadBalancer, obs *Observation, withCert bool) error {
+func (a *Applier) observeFiles(ctx context.Context, lb *specs.LoadBalancer, obs *Observation, certs []haproxy.CertFile) error {
 	if !obs.Running() {
 		return nil
 	}
@@ -104,10 +104,8 @@ func (a *Applier) observeFiles(ctx context.Context, lb *specs.LoadBalancer, obs 
 	if obs.File, err = a.readOptional(ctx, lb, haproxy.ConfigPath); err != nil {
 		return err
 	}
-	if withCert {
-		if obs.CertFile, err = a.readOptional(ctx, lb, haproxy.CertPath(lb, haproxy.Options{})); err != nil {
-			return err
-		}
+	if len(certs) > 0 {
+		return a.observeCertFiles(ctx, lb, certs, &obs.Certs)
 	}
 	return nil
 }
@@ -144,9 +142,7 @@ func (a *Applier) observeHAProxy(ctx context.Context, lb *specs.LoadBalancer, rt
 		}
 	}
 	if withCert && obs.LoadedHash != "" {
-		if obs.CertSHA1, err = rt.CertSHA1(ctx, haproxy.CertPath(lb, haproxy.Options{})); err != nil {
-			return err
-		}
+		return observeCertsLoaded(ctx, lb, rt, &obs.Certs)
 	}
 	return nil
 }

@@ -182,8 +182,13 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 		}
 		p.generation = gen
 	}
-	cert, err := a.loadCert(lb)
-	specHash := SpecHash(lb, cert)
+	pems, err := a.loadCerts(lb)
+	certs := haproxy.CertFiles(lb, haproxy.Options{}, pems)
+	if t := lb.Spec.Frontend.TLS; t != nil && err == nil {
+		p.certStatus = certStatuses(certs, t.CertificateFiles())
+		a.Metrics.setCertificates(lb.Metadata.Name, p.certStatus)
+	}
+	specHash := SpecHash(lb, pems)
 	finish := func(reason string, err error) (*Plan, error) {
 		err = failed(reason, err)
 		if dryRun {
@@ -229,8 +234,8 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 	}
 	var filesErr, haproxyErr error
 	wg.Add(2)
-	go func() { defer wg.Done(); filesErr = a.observeFiles(ctx, lb, obs, cert != nil) }()
-	go func() { defer wg.Done(); haproxyErr = a.observeHAProxy(ctx, lb, rt, obs, cert != nil) }()
+	go func() { defer wg.Done(); filesErr = a.observeFiles(ctx, lb, obs, certs) }()
+	go func() { defer wg.Done(); haproxyErr = a.observeHAProxy(ctx, lb, rt, obs, len(certs) > 0) }()
 	wg.Wait()
 	if filesErr != nil {
 		return finish("ReadFailed", filesErr)
@@ -250,7 +255,7 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 		return finish("DiscoveryFailed", err)
 	}
 	drains, _ := a.drains.get(in.Project + "/" + in.Name)
-	plan(planInput{lb: lb, cert: cert, obs: obs, prev: prev, disc: disc, drains: drains, now: a.now(),
+	plan(planInput{lb: lb, certs: certs, obs: obs, prev: prev, disc: disc, drains: drains, now: a.now(),
 		forceReload: a.ForceReload, pin: pin}, p)
 	if dryRun {
 		for _, op := range p.ops {
@@ -259,12 +264,18 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 		for _, c := range p.cuts {
 			p.Runtime = append(p.Runtime, "would have "+c.String())
 		}
-		if p.swapCert {
-			p.Runtime = append(p.Runtime, "certificate swap (set ssl cert + commit)")
+		for _, f := range p.certs.set {
+			p.Runtime = append(p.Runtime, "certificate "+f.Path+" swap (set ssl cert + commit)")
+		}
+		for _, f := range p.certs.add {
+			p.Runtime = append(p.Runtime, "certificate "+f.Path+" add (new ssl cert + commit + add ssl crt-list)")
+		}
+		for _, path := range p.certs.del {
+			p.Runtime = append(p.Runtime, "certificate "+path+" remove (del ssl crt-list + del ssl cert)")
 		}
 		return p, nil
 	}
-	if err := a.execute(ctx, lb, rt, obs, p, cert); err != nil {
+	if err := a.execute(ctx, lb, rt, obs, p); err != nil {
 		reason := "RuntimeUpdateFailed"
 		if p.Reload != ReloadNone {
 			reason = "ReloadFailed"
@@ -307,12 +318,16 @@ const drainPoll = time.Second
 
 // SpecHash identifies a spec and certificate: it changes exactly when
 // either does.
-func SpecHash(lb *specs.LoadBalancer, cert []byte) string {
+func SpecHash(lb *specs.LoadBalancer, pems [][]byte) string {
+	certs := make([]string, len(pems))
+	for i, p := range pems {
+		certs[i] = hash(p)
+	}
 	b, _ := json.Marshal(struct {
-		Name string
-		Spec specs.LoadBalancerSpec
-		Cert string
-	}{lb.Metadata.Name, lb.Spec, hash(cert)})
+		Name  string
+		Spec  specs.LoadBalancerSpec
+		Certs []string
+	}{lb.Metadata.Name, lb.Spec, certs})
 	return hash(b)
 }
 
@@ -324,20 +339,17 @@ func hash(b []byte) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-func (a *Applier) loadCert(lb *specs.LoadBalancer) ([]byte, error) {
-	t := lb.Spec.Frontend.TLS
-	if t == nil {
-		return nil, nil
-	}
+func (a *Applier) loadCerts(lb *specs.LoadBalancer) ([][]byte, error) {
 	load := specs.LoadCertificate
 	if a.CertRoot != "" {
 		load = func(path string) ([]byte, error) { return specs.LoadCertificateUnder(a.CertRoot, path) }
 	}
-	cert, err := load(t.CertificateFile)
-	if err != nil {
-		return nil, specs.ErrorList{{Source: lb.Source, Path: "spec.frontend.tls.certificateFile", Reason: err.Error()}}
+	pems, ferr := specs.LoadCertificates(lb.Spec.Frontend.TLS, load)
+	if ferr != nil {
+		ferr.Source = lb.Source
+		return nil, specs.ErrorList{*ferr}
 	}
-	return cert, nil
+	return pems, nil
 }
 
 // lockedMap is a map safe for concurrent use; its zero value is empty.

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/pem"
@@ -83,9 +82,9 @@ type Plan struct {
 	hash       string // of desired
 	layout     haproxy.Layout
 	ops        []slotOp
-	swapCert   bool            // set ssl cert through the runtime API
+	certs      certPlan        // certificates: through the runtime API, or staged for a reload
+	certStatus []CertStatus    // the certificates served, for status and metrics
 	writeFile  bool            // refresh the config file (no reload)
-	stageCert  bool            // write the certificate file (reload path)
 	cuts       []oldCut        // old workers' sessions to servers that are gone
 	draining   map[string]bool // slots ("pool/index") that drain
 	drains     map[string]time.Time
@@ -152,11 +151,11 @@ func (p *Plan) String() string {
 
 // planInput is everything planning needs; planning reads nothing else.
 type planInput struct {
-	lb   *specs.LoadBalancer
-	cert []byte // nil without TLS
-	obs  *Observation
-	prev haproxy.Layout // where members sit now (see previousLayout)
-	disc *discovery
+	lb    *specs.LoadBalancer
+	certs []haproxy.CertFile // none without TLS
+	obs   *Observation
+	prev  haproxy.Layout // where members sit now (see previousLayout)
+	disc  *discovery
 	// drains is when each draining member started to drain, by drainKey.
 	drains      map[string]time.Time
 	now         time.Time
@@ -208,9 +207,8 @@ func plan(in planInput, p *Plan) {
 		p.RequeueAfter = shortestCheck(lb)
 	}
 
-	certFileDiffers := in.cert != nil && !bytes.Equal(obs.CertFile, in.cert)
-	certLoadedDiffers := in.cert != nil && ours && obs.CertSHA1 != certSHA1(in.cert)
-	p.PushCert = certFileDiffers || certLoadedDiffers
+	p.certs = planCerts(in.certs, obs.Certs, ours)
+	p.PushCert = p.certs.changes()
 
 	switch {
 	case !obs.Answers:
@@ -228,17 +226,16 @@ func plan(in planInput, p *Plan) {
 			p.RequeueAfter = ev.next
 		}
 		p.drainsLeft = p.drainsLeft || ev.next > 0 // an eviction is a drain too
-		p.swapCert = certLoadedDiffers
-		if in.forceReload && (len(p.ops) > 0 || p.swapCert) {
-			p.ops, p.swapCert = nil, false
+		if in.forceReload && (len(p.ops) > 0 || p.certs.runtimeChanges()) {
+			p.ops = nil
 			p.Reload, p.ReloadDetail = ReloadForced, "membership or certificate changed (reload forced)"
 			break
 		}
 		p.writeFile = p.ConfigDiff != ""
-		p.stageCert = certFileDiffers
 	}
 	if p.Reload != ReloadNone {
-		p.stageCert = certFileDiffers
+		// The new worker loads the certificates from disk.
+		p.certs.set, p.certs.add, p.certs.del = nil, nil, nil
 	}
 }
 

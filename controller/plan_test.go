@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +137,8 @@ func TestPlanCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	certs := haproxy.CertFiles(lb, haproxy.Options{}, [][]byte{cert})
+	path, list := certs[0].Path, haproxy.CrtList(haproxy.CertPaths(certs))
 	cfg := haproxy.Render(lb, haproxy.Assign(lb, nil, nil), haproxy.Options{})
 	other, _ := specs.LoadCertificate(testcert.Write(t.TempDir(), "x.pem", "other.test"))
 	for _, tc := range []struct {
@@ -149,11 +152,71 @@ func TestPlanCertificate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			obs := running(cfg)
-			obs.CertSHA1, obs.CertFile = certSHA1(tc.served), tc.file
+			obs.Certs = certObservation{Files: map[string][]byte{path: tc.file}, CrtList: list,
+				Loaded: []string{path}, SHA1: map[string]string{path: certSHA1(tc.served)}}
 			p := &Plan{}
-			plan(planInput{lb: lb, cert: cert, obs: obs, prev: haproxy.Layout{}, disc: disc()}, p)
-			if p.PushCert != tc.push || p.swapCert != tc.swap || p.stageCert != tc.stage || (p.Reload != "") != tc.reloads {
-				t.Fatalf("%s: push %v swap %v stage %v reload %q", tc.name, p.PushCert, p.swapCert, p.stageCert, p.Reload)
+			plan(planInput{lb: lb, certs: certs, obs: obs, prev: haproxy.Layout{}, disc: disc()}, p)
+			swap, stage := len(p.certs.set) > 0, len(p.certs.write) > 0
+			if p.PushCert != tc.push || swap != tc.swap || stage != tc.stage || (p.Reload != "") != tc.reloads {
+				t.Fatalf("%s: push %v swap %v stage %v reload %q", tc.name, p.PushCert, swap, stage, p.Reload)
+			}
+		})
+	}
+}
+
+// planCerts: which certificates change through the runtime API (set, add,
+// del) and which files are written, as the list in the spec grows,
+// shrinks, changes or is reordered.
+func TestPlanCerts(t *testing.T) {
+	pem := func(s string) []byte {
+		return []byte("-----BEGIN CERTIFICATE-----\n" + base64.StdEncoding.EncodeToString([]byte(s)) + "\n-----END CERTIFICATE-----\n")
+	}
+	files := func(names ...string) []haproxy.CertFile {
+		var out []haproxy.CertFile
+		for _, n := range names {
+			out = append(out, haproxy.CertFile{Path: "/c/" + n[:1], PEM: pem(n)})
+		}
+		return out
+	}
+	// observed holds what is on disk and served: each name's first letter
+	// is its path, the rest its content.
+	observed := func(names ...string) certObservation {
+		o := certObservation{Files: map[string][]byte{}, SHA1: map[string]string{}}
+		for _, f := range files(names...) {
+			o.Files[f.Path], o.SHA1[f.Path] = f.PEM, certSHA1(f.PEM)
+			o.Loaded = append(o.Loaded, f.Path)
+		}
+		o.CrtList = haproxy.CrtList(o.Loaded)
+		return o
+	}
+	paths := func(fs []haproxy.CertFile) string {
+		var out []string
+		for _, f := range fs {
+			out = append(out, f.Path)
+		}
+		return strings.Join(out, ",")
+	}
+	for _, tc := range []struct {
+		name                   string
+		want                   []haproxy.CertFile
+		obs                    certObservation
+		loaded                 bool
+		set, add, del, written string
+		list                   bool
+	}{
+		{"in sync", files("a1", "b1"), observed("a1", "b1"), true, "", "", "", "", false},
+		{"one renewed", files("a1", "b2"), observed("a1", "b1"), true, "/c/b", "", "", "/c/b", false},
+		{"one added", files("a1", "b1", "c1"), observed("a1", "b1"), true, "", "/c/c", "", "/c/c", true},
+		{"one removed", files("a1"), observed("a1", "b1"), true, "", "", "/c/b", "", true},
+		{"reordered by hand", files("a1", "b1", "c1"), observed("a1", "c1", "b1"), true, "", "/c/b,/c/c", "/c/c,/c/b", "", true},
+		{"HAProxy runs no config of ours", files("a1"), certObservation{}, false, "", "", "", "/c/a", true},
+		{"no TLS", nil, observed("a1"), true, "", "", "", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := planCerts(tc.want, tc.obs, tc.loaded)
+			dels := strings.Join(c.del, ",")
+			if paths(c.set) != tc.set || paths(c.add) != tc.add || dels != tc.del || paths(c.write) != tc.written || (c.crtList != nil) != tc.list {
+				t.Fatalf("set %q add %q del %q write %q list %v", paths(c.set), paths(c.add), dels, paths(c.write), c.crtList != nil)
 			}
 		})
 	}

@@ -56,6 +56,10 @@ func (a *Applier) record(ctx context.Context, lb *specs.LoadBalancer, obs *Obser
 		progressing.Status, progressing.Reason, progressing.Message = "True", "WaitingForAddress", "a selected instance runs but has no address yet"
 	}
 	st.SetCondition(progressing, now)
+	st.Certificates = p.certStatus
+	if len(p.certStatus) > 0 || st.Condition(ConditionCertificateExpiring) != nil {
+		st.SetCondition(expiringCondition(p.certStatus, now, st.Generation), now)
+	}
 	if c := st.Condition(ConditionOrphaned); c != nil && c.Status == "True" {
 		st.SetCondition(Condition{Type: ConditionOrphaned, Status: "False", Reason: "InSpecs", ObservedGeneration: st.Generation}, now)
 	}

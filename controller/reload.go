@@ -21,9 +21,10 @@ const FailpointAfterRename = "after-config-rename"
 
 // stage is the files of one reload: temporary names until validated.
 type stage struct {
-	certTmp, cfgTmp, checkTmp, stateTmp string
-	uid, gid                            int64
-	certRenamed, cfgRenamed             bool
+	certTmps                                          map[string]string // certificate path -> its temporary file
+	listTmp, checkListTmp, cfgTmp, checkTmp, stateTmp string
+	uid, gid                                          int64
+	certsRenamed, listRenamed, cfgRenamed             bool
 }
 
 // reload writes the desired config (and certificate) under temporary
@@ -37,21 +38,28 @@ type stage struct {
 // are put back when they are what HAProxy runs, so that the disk matches
 // what runs; either way the next pass sees loaded != desired and tries
 // again, with backoff.
-func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haproxy.Runtime, obs *Observation, p *Plan, cert []byte, log logr.Logger) error {
+func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haproxy.Runtime, obs *Observation, p *Plan, log logr.Logger) error {
 	in := lb.Spec.Instance
-	st := &stage{}
+	st := &stage{certTmps: map[string]string{}}
 	defer a.removeTemps(ctx, lb, st)
-	certPath := haproxy.CertPath(lb, haproxy.Options{})
+	listPath := haproxy.CrtListPath(lb, haproxy.Options{})
 	var err error
-	if p.stageCert {
+	if c := &p.certs; len(c.write) > 0 || c.crtList != nil {
 		if st.uid, st.gid, err = a.haproxyIDs(ctx, lb); err != nil {
 			return err
 		}
 		if err := a.Incus.Mkdir(ctx, in.Project, in.Name, haproxy.CertDir, incus.FileMode{UID: 0, GID: st.gid, Mode: 0o750}); err != nil {
 			return err
 		}
-		if st.certTmp, err = a.Incus.WriteTemp(ctx, in.Project, in.Name, certPath, cert, incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o600}); err != nil {
-			return err
+		for _, f := range c.write {
+			if st.certTmps[f.Path], err = a.Incus.WriteTemp(ctx, in.Project, in.Name, f.Path, f.PEM, incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o600}); err != nil {
+				return err
+			}
+		}
+		if c.crtList != nil {
+			if st.listTmp, err = a.Incus.WriteTemp(ctx, in.Project, in.Name, listPath, c.crtList, incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o640}); err != nil {
+				return err
+			}
 		}
 	}
 	if !bytes.Equal(obs.File, p.desired) {
@@ -70,8 +78,22 @@ func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haprox
 	if st.cfgTmp != "" {
 		check = st.cfgTmp
 	}
-	if st.certTmp != "" {
-		cfg := bytes.ReplaceAll(p.desired, []byte(" crt "+certPath+" "), []byte(" crt "+st.certTmp+" "))
+	if len(st.certTmps) > 0 || st.listTmp != "" {
+		// The check reads the staged certificates through a crt-list of
+		// its own that names them.
+		paths := haproxy.ParseCrtList(string(p.certs.crtList))
+		if p.certs.crtList == nil {
+			paths = haproxy.ParseCrtList(string(obs.Certs.CrtList))
+		}
+		for i, path := range paths {
+			if tmp, ok := st.certTmps[path]; ok {
+				paths[i] = tmp
+			}
+		}
+		if st.checkListTmp, err = a.Incus.WriteTemp(ctx, in.Project, in.Name, listPath, haproxy.CrtList(paths), incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o640}); err != nil {
+			return err
+		}
+		cfg := bytes.ReplaceAll(p.desired, []byte(" crt-list "+listPath+" "), []byte(" crt-list "+st.checkListTmp+" "))
 		if st.checkTmp, err = a.Incus.WriteTemp(ctx, in.Project, in.Name, haproxy.ConfigPath, cfg, rootFile); err != nil {
 			return err
 		}
@@ -82,15 +104,25 @@ func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haprox
 		return err
 	}
 	if res.Code != 0 {
-		out := strings.ReplaceAll(res.Output(), st.certTmp, certPath)
+		out := strings.ReplaceAll(res.Output(), st.checkListTmp, listPath)
+		for path, tmp := range st.certTmps {
+			out = strings.ReplaceAll(out, tmp, path)
+		}
 		return fmt.Errorf("HAProxy rejects the new config; nothing was changed and the running config keeps serving:\n%s", alerts(out, check))
 	}
 
-	if st.certTmp != "" {
-		if err := a.Incus.Rename(ctx, in.Project, in.Name, st.certTmp, certPath); err != nil {
+	for path, tmp := range st.certTmps {
+		if err := a.Incus.Rename(ctx, in.Project, in.Name, tmp, path); err != nil {
 			return err
 		}
-		st.certTmp, st.certRenamed = "", true
+		delete(st.certTmps, path)
+		st.certsRenamed = true
+	}
+	if st.listTmp != "" {
+		if err := a.Incus.Rename(ctx, in.Project, in.Name, st.listTmp, listPath); err != nil {
+			return err
+		}
+		st.listTmp, st.listRenamed = "", true
 	}
 	if err := a.Incus.Rename(ctx, in.Project, in.Name, st.stateTmp, haproxy.ServerStateFile); err != nil {
 		return err
@@ -111,7 +143,7 @@ func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haprox
 		err = reloadAndConfirm(ctx, rt, obs.Proc, p.hash, func() string { return a.journalAlerts(ctx, lb) })
 	}
 	if err != nil {
-		return a.putBack(ctx, lb, obs, st, err)
+		return a.putBack(ctx, lb, obs, p, st, err)
 	}
 	var parkedSlots []string
 	for pool, slots := range p.layout {
@@ -132,12 +164,12 @@ func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haprox
 // putBack restores the previous files after a failed reload when they are
 // what HAProxy runs (so that a restart of HAProxy does not pick up a
 // config it refused), and says what it did.
-func (a *Applier) putBack(ctx context.Context, lb *specs.LoadBalancer, obs *Observation, st *stage, cause error) error {
+func (a *Applier) putBack(ctx context.Context, lb *specs.LoadBalancer, obs *Observation, p *Plan, st *stage, cause error) error {
 	in := lb.Spec.Instance
 	pools := haproxy.SelectorPools(lb)
 	loadedFile := obs.LoadedHash != "" && obs.File != nil &&
 		haproxy.ClaimedHash(obs.File) == obs.LoadedHash && haproxy.ConfigHash(obs.File, pools) == obs.LoadedHash
-	if !loadedFile || (!st.cfgRenamed && !st.certRenamed) {
+	if !loadedFile || (!st.cfgRenamed && !st.certsRenamed && !st.listRenamed) {
 		return fmt.Errorf("%w; %s; the desired config stays on disk and the next pass retries", cause, lowerFirst(obs.describeLoaded()))
 	}
 	var failed []string
@@ -146,10 +178,20 @@ func (a *Applier) putBack(ctx context.Context, lb *specs.LoadBalancer, obs *Obse
 			failed = append(failed, "config: "+err.Error())
 		}
 	}
-	if st.certRenamed && obs.CertFile != nil {
-		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.CertPath(lb, haproxy.Options{}), obs.CertFile,
-			incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o600}); err != nil {
-			failed = append(failed, "certificate: "+err.Error())
+	if st.certsRenamed {
+		for _, f := range p.certs.write {
+			if old := obs.Certs.Files[f.Path]; old != nil {
+				if err := a.Incus.WriteFile(ctx, in.Project, in.Name, f.Path, old,
+					incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o600}); err != nil {
+					failed = append(failed, "certificate "+f.Path+": "+err.Error())
+				}
+			}
+		}
+	}
+	if st.listRenamed && obs.Certs.CrtList != nil {
+		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.CrtListPath(lb, haproxy.Options{}), obs.Certs.CrtList,
+			incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o640}); err != nil {
+			failed = append(failed, "crt-list: "+err.Error())
 		}
 	}
 	if len(failed) > 0 {
@@ -160,7 +202,11 @@ func (a *Applier) putBack(ctx context.Context, lb *specs.LoadBalancer, obs *Obse
 
 func (a *Applier) removeTemps(ctx context.Context, lb *specs.LoadBalancer, st *stage) {
 	in := lb.Spec.Instance
-	for _, tmp := range []string{st.certTmp, st.cfgTmp, st.checkTmp, st.stateTmp} {
+	tmps := []string{st.listTmp, st.checkListTmp, st.cfgTmp, st.checkTmp, st.stateTmp}
+	for _, tmp := range st.certTmps {
+		tmps = append(tmps, tmp)
+	}
+	for _, tmp := range tmps {
 		if tmp != "" {
 			if err := a.Incus.Remove(ctx, in.Project, in.Name, tmp); err != nil {
 				a.Log.Error(err, "removing a temporary file", "path", tmp)

@@ -8,15 +8,16 @@ import (
 
 // Instance config keys where incuslb records what it applied and saw.
 const (
-	KeyLB         = "user.incuslb.lb"          // the LoadBalancer's name; marks the instance as incuslb's
-	KeySource     = "user.incuslb.source"      // the spec file it came from
-	KeySpecHash   = "user.incuslb.spec-hash"   // hash of the defaulted spec and certificate
-	KeyGeneration = "user.incuslb.generation"  // bumped whenever the spec hash changes
-	KeyConfigHash = "user.incuslb.config-hash" // hash of the haproxy.cfg last applied
-	KeyAppliedAt  = "user.incuslb.applied-at"  // RFC 3339 time of the last change applied
-	KeyConditions = "user.incuslb.conditions"  // JSON list of Condition
-	KeyRevision   = "user.incuslb.revision"    // git commit the spec was read at
-	KeyVirtualIP  = "user.incuslb.virtual-ip"  // a replica's pair's virtual address (spec.highAvailability.virtualIP)
+	KeyLB         = "user.incuslb.lb"           // the LoadBalancer's name; marks the instance as incuslb's
+	KeySource     = "user.incuslb.source"       // the spec file it came from
+	KeySpecHash   = "user.incuslb.spec-hash"    // hash of the defaulted spec and certificate
+	KeyGeneration = "user.incuslb.generation"   // bumped whenever the spec hash changes
+	KeyConfigHash = "user.incuslb.config-hash"  // hash of the haproxy.cfg last applied
+	KeyAppliedAt  = "user.incuslb.applied-at"   // RFC 3339 time of the last change applied
+	KeyConditions = "user.incuslb.conditions"   // JSON list of Condition
+	KeyRevision   = "user.incuslb.revision"     // git commit the spec was read at
+	KeyVirtualIP  = "user.incuslb.virtual-ip"   // a replica's pair's virtual address (spec.highAvailability.virtualIP)
+	KeyCerts      = "user.incuslb.certificates" // JSON list of CertStatus (the first maxCertStatuses)
 	// KeyMaintenance ("true") is set by `incuslb maintenance on`: a pair's
 	// replica hands the virtual address over, and the controller does not
 	// start the instance while it is stopped.
@@ -59,6 +60,8 @@ type Status struct {
 	// LeaderGeneration is the lease generation of the controller that
 	// last applied the spec (0: written without leader election).
 	LeaderGeneration int64 `json:"leaderGeneration,omitempty"`
+	// Certificates are the certificates the LB serves, the default first.
+	Certificates []CertStatus `json:"certificates,omitempty"`
 }
 
 // StatusFromConfig reads the recorded status from instance config.
@@ -75,12 +78,14 @@ func StatusFromConfig(cfg map[string]string) Status {
 	s.LeaderGeneration, _ = strconv.ParseInt(cfg[KeyLeaderGeneration], 10, 64)
 	s.AppliedAt, _ = time.Parse(time.RFC3339, cfg[KeyAppliedAt])
 	_ = json.Unmarshal([]byte(cfg[KeyConditions]), &s.Conditions)
+	_ = json.Unmarshal([]byte(cfg[KeyCerts]), &s.Certificates)
 	return s
 }
 
 // Clone returns a copy that shares nothing with s.
 func (s Status) Clone() Status {
 	s.Conditions = append([]Condition(nil), s.Conditions...)
+	s.Certificates = append([]CertStatus(nil), s.Certificates...)
 	return s
 }
 
@@ -97,6 +102,11 @@ func (s Status) Keys() map[string]string {
 		KeyVirtualIP:  s.VirtualIP,
 		KeyConditions: string(conds),
 		KeyAppliedAt:  "",
+	}
+	keys[KeyCerts] = ""
+	if len(s.Certificates) > 0 {
+		certs, _ := json.Marshal(s.Certificates[:min(len(s.Certificates), maxCertStatuses)])
+		keys[KeyCerts] = string(certs)
 	}
 	if s.LeaderGeneration > 0 {
 		keys[KeyLeaderGeneration] = strconv.FormatInt(s.LeaderGeneration, 10)

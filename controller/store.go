@@ -193,8 +193,15 @@ func (s *Store) Reload() ([]string, error) {
 			lb.Revision = revision
 			if t := lb.Spec.Frontend.TLS; t != nil {
 				c := certRead{}
-				c.pem, c.err = specs.LoadCertificateUnder(root, t.CertificateFile)
-				fmt.Fprintf(sum, "%s\x00%x\x00%v\x00", t.CertificateFile, sha256.Sum256(c.pem), c.err)
+				c.pems, c.err = specs.LoadCertificates(t, func(path string) ([]byte, error) { return specs.LoadCertificateUnder(root, path) })
+				for i, f := range t.CertificateFiles() {
+					var pem []byte
+					if i < len(c.pems) {
+						pem = c.pems[i]
+					}
+					fmt.Fprintf(sum, "%s\x00%x\x00", f, sha256.Sum256(pem))
+				}
+				fmt.Fprintf(sum, "%v\x00", c.err)
 				certs[&lb] = c
 			}
 			all = append(all, &lb)
@@ -248,16 +255,16 @@ func (s *Store) Reload() ([]string, error) {
 		c := certs[lb]
 		if c.err != nil {
 			errs = append(errs, specs.FieldError{Source: lb.Source, Doc: lb.Doc, LB: name,
-				Path: "spec.frontend.tls.certificateFile", Reason: c.err.Error()})
+				Path: c.err.Path, Reason: c.err.Reason})
 		}
 		sp := Spec{Name: name, LB: lb}
-		var cert []byte
+		var pems [][]byte
 		if len(errs) > 0 {
 			sp.Err = errs
 		} else {
-			cert = c.pem
+			pems = c.pems
 		}
-		sp.Hash = SpecHash(lb, cert)
+		sp.Hash = SpecHash(lb, pems)
 		if sp.Err != nil {
 			sp.Hash += "/" + sp.Err.Error()
 		}
@@ -328,10 +335,10 @@ func (s *Store) owners(e specs.FieldError, good map[string]bool) []string {
 	return notGood(s.files[s.key(e.Source)])
 }
 
-// certRead is a certificate as the store read it.
+// certRead is the certificates of a LoadBalancer as the store read them.
 type certRead struct {
-	pem []byte
-	err error
+	pems [][]byte
+	err  *specs.FieldError
 }
 
 // specRoot is the directory of a spec path: itself when it is a directory.

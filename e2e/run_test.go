@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -160,6 +162,31 @@ var _ = Describe("incuslb run on real Incus", Ordered, func() {
 		Expect(status(client, "/")).To(Equal(200))
 	})
 
+	It("3b. serves more certificates by SNI, and adds and removes one with no reload", func() {
+		const other = "other.e2e.test"
+		before := runReloads()
+		otherFile := testcert.Write(workDir, "run-other.pem", other)
+		spec := filepath.Join(specDir, "run.yaml")
+		writeTLS := func(tls string) {
+			GinkgoHelper()
+			body := strings.Replace(withImage(fmt.Sprintf(runSpecTemplate, project, certFile)), "tls: {certificateFile: "+certFile+"}", tls, 1)
+			Expect(os.WriteFile(spec+".new", []byte(body), 0o644)).To(Succeed())
+			Expect(os.Rename(spec+".new", spec)).To(Succeed())
+		}
+		writeTLS("tls: {certificateFile: " + certFile + ", certificates: [{file: " + otherFile + "}]}")
+		Eventually(func() []byte { return runServedCertFor(other) }, applySettles, 200*time.Millisecond).Should(Equal(certDER(otherFile)))
+		Expect(runServedCertFor(lbHost)).To(Equal(certDER(certFile)))
+		Expect(runServedCertFor("unknown.e2e.test")).To(Equal(certDER(certFile)), "a name no certificate carries gets the first (the default)")
+		Expect(pull(runLB, "/etc/haproxy/certs/e2e-run.crt-list")).To(ContainSubstring("/etc/haproxy/certs/e2e-run-1.pem"))
+		Eventually(ctl.log.String, 5*time.Second).Should(ContainSubstring("added (new ssl cert + commit + add ssl crt-list)"))
+		// Back to one: the other name gets the default again.
+		writeTLS("tls: {certificateFile: " + certFile + "}")
+		Eventually(func() []byte { return runServedCertFor(other) }, applySettles, 200*time.Millisecond).Should(Equal(certDER(certFile)))
+		Eventually(ctl.log.String, 5*time.Second).Should(ContainSubstring("removed (del ssl crt-list + del ssl cert)"))
+		Expect(runReloads()).To(Equal(before), "certificates came and went with no reload")
+		Expect(status(client, "/")).To(Equal(200))
+	})
+
 	It("4a. restores a hand-edited config", func() {
 		incusOK("exec", runLB, "--", "sed", "-i", "s/timeout client 1m/timeout client 7m/", haproxy.ConfigPath)
 		Expect(pull(runLB, haproxy.ConfigPath)).To(ContainSubstring("timeout client 7m"))
@@ -282,6 +309,18 @@ func runServedBy(c *http.Client) string {
 func runServedCert() []byte {
 	GinkgoHelper()
 	conn, err := tlsDial(ipv4(runLB) + ":443")
+	if err != nil {
+		return nil
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].Raw
+}
+
+// runServedCertFor is the DER of the certificate the LB serves on 443 to
+// a client that asks for name (SNI).
+func runServedCertFor(name string) []byte {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ipv4(runLB)+":443",
+		&tls.Config{ServerName: name, InsecureSkipVerify: true})
 	if err != nil {
 		return nil
 	}

@@ -188,6 +188,9 @@ func genLoadBalancer(c *chooser) *specs.LoadBalancer {
 	s.Frontend = specs.FrontendSpec{HTTPPort: pick(c, "httpPort", ports...), HTTPSPort: pick(c, "httpsPort", ports...)}
 	if pick(c, "tls", false, true) {
 		s.Frontend.TLS = &specs.TLSSpec{CertificateFile: pick(c, "certificateFile", certs...), RedirectHTTP: pick(c, "redirectHTTP", false, true)}
+		if pick(c, "certificates", false, true) {
+			s.Frontend.TLS.Certificates = []specs.CertificateSource{{File: pick(c, "file", certs...)}}
+		}
 	}
 	s.Stats.Port = pick(c, "port", ports...)
 	s.Defaults = specs.DefaultsSpec{
@@ -296,7 +299,7 @@ func TestGeneratorCoversEveryField(t *testing.T) {
 	}
 	walk(reflect.TypeOf(specs.LoadBalancer{}))
 	seen := map[string]bool{}
-	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
+	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "certificates": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
 		var out []byte
 		genLoadBalancer(&chooser{force: force, record: &out, labels: seen})
 	}

@@ -27,11 +27,7 @@ type Options struct {
 
 // CertPath is where the LoadBalancer's certificate lives in the container.
 func CertPath(lb *specs.LoadBalancer, opts Options) string {
-	dir := opts.CertDir
-	if dir == "" {
-		dir = CertDir
-	}
-	return dir + "/" + lb.Metadata.Name + ".pem"
+	return certDir(opts) + "/" + lb.Metadata.Name + ".pem"
 }
 
 // Render writes haproxy.cfg for a defaulted, valid LoadBalancer with its
@@ -108,7 +104,7 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	w.section("frontend main")
 	w.line("    bind :%d", s.Frontend.HTTPPort)
 	if t := s.Frontend.TLS; t != nil {
-		w.line("    bind :%d ssl crt %s alpn h2,http/1.1", s.Frontend.HTTPSPort, CertPath(lb, opts))
+		w.line("    bind :%d ssl crt-list %s alpn h2,http/1.1", s.Frontend.HTTPSPort, CrtListPath(lb, opts))
 		if t.RedirectHTTP {
 			w.line("    http-request redirect scheme https code 301 unless { ssl_fc }")
 		}

@@ -107,7 +107,13 @@ func haproxyCheck(t testing.TB, cfg []byte, lbName string) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
+	// Two certificates in the crt-list, as a LoadBalancer with two.
 	testcert.Write(dir, lbName+".pem", "lb.example.org")
+	testcert.Write(dir, lbName+"-1.pem", "other.example.org")
+	list := fmt.Sprintf("%s/%s.pem\n%s/%s-1.pem\n", dir, lbName, dir, lbName)
+	if err := os.WriteFile(filepath.Join(dir, lbName+".crt-list"), []byte(list), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg = bytes.ReplaceAll(cfg, []byte(haproxy.CertDir+"/"), []byte(dir+"/"))
 	// The server-state file a reload writes: a version line at least.
 	state := filepath.Join(dir, "server-state")

@@ -49,9 +49,16 @@ func SetDefaults(lb *LoadBalancer) {
 	setHADefaults(s.HighAvailability)
 	orInt(&s.Frontend.HTTPPort, DefaultHTTPPort)
 	orInt(&s.Frontend.HTTPSPort, DefaultHTTPSPort)
-	if t := s.Frontend.TLS; t != nil && t.CertificateFile != "" && !filepath.IsAbs(t.CertificateFile) &&
-		lb.Source != "" && lb.Source != "<stdin>" {
-		t.CertificateFile = filepath.Join(filepath.Dir(lb.Source), t.CertificateFile)
+	if t := s.Frontend.TLS; t != nil && lb.Source != "" && lb.Source != "<stdin>" {
+		relative := func(f *string) {
+			if *f != "" && !filepath.IsAbs(*f) {
+				*f = filepath.Join(filepath.Dir(lb.Source), *f)
+			}
+		}
+		relative(&t.CertificateFile)
+		for i := range t.Certificates {
+			relative(&t.Certificates[i].File)
+		}
 	}
 	orInt(&s.Stats.Port, DefaultStatsPort)
 

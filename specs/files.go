@@ -311,3 +311,31 @@ func Files(path string) ([]string, error) {
 	}
 	return files, nil
 }
+
+// LoadCertificates reads every certificate of t with load (LoadCertificate
+// or LoadCertificateUnder), the default first. On failure it names the
+// field of the file that failed.
+func LoadCertificates(t *TLSSpec, load func(string) ([]byte, error)) ([][]byte, *FieldError) {
+	if t == nil {
+		return nil, nil
+	}
+	var pems [][]byte
+	fail := func(path string, err error) ([][]byte, *FieldError) {
+		return nil, &FieldError{Path: path, Reason: err.Error()}
+	}
+	if t.CertificateFile != "" {
+		pem, err := load(t.CertificateFile)
+		if err != nil {
+			return fail("spec.frontend.tls.certificateFile", err)
+		}
+		pems = append(pems, pem)
+	}
+	for i, c := range t.Certificates {
+		pem, err := load(c.File)
+		if err != nil {
+			return fail(fmt.Sprintf("spec.frontend.tls.certificates[%d].file", i), err)
+		}
+		pems = append(pems, pem)
+	}
+	return pems, nil
+}

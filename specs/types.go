@@ -81,10 +81,35 @@ type FrontendSpec struct {
 type TLSSpec struct {
 	// CertificateFile is a PEM file on the controller host holding the
 	// certificate chain and its private key. A relative path is relative to
-	// the spec file.
-	CertificateFile string `json:"certificateFile"`
+	// the spec file. It is the shorthand for a one-entry Certificates; with
+	// both, it comes first.
+	CertificateFile string `json:"certificateFile,omitempty"`
+	// Certificates are served by SNI: HAProxy picks the one whose names
+	// match the name the client asks for, and the first (the default)
+	// when none does.
+	Certificates []CertificateSource `json:"certificates,omitempty"`
 	// RedirectHTTP answers plain HTTP requests with a 301 to https.
 	RedirectHTTP bool `json:"redirectHTTP,omitempty"`
+}
+
+// CertificateSource is where one certificate comes from.
+type CertificateSource struct {
+	// File is a PEM file on the controller host (chain and private key),
+	// as CertificateFile.
+	File string `json:"file"`
+}
+
+// CertificateFiles are the files of every certificate, the default first:
+// CertificateFile, then Certificates' files.
+func (t *TLSSpec) CertificateFiles() []string {
+	var out []string
+	if t.CertificateFile != "" {
+		out = append(out, t.CertificateFile)
+	}
+	for _, c := range t.Certificates {
+		out = append(out, c.File)
+	}
+	return out
 }
 
 // StatsSpec is the stats page and Prometheus endpoint. It is bound to

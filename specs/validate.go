@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -125,13 +126,39 @@ func validatePorts(e *errs, s *LoadBalancerSpec) {
 	check("spec.frontend.httpPort", s.Frontend.HTTPPort)
 	if s.Frontend.TLS != nil {
 		check("spec.frontend.httpsPort", s.Frontend.HTTPSPort)
-		if s.Frontend.TLS.CertificateFile == "" {
-			e.add("spec.frontend.tls.certificateFile", "is required when tls is set")
-		}
+		validateCertificates(e, s.Frontend.TLS)
 	} else if s.Frontend.HTTPSPort < 1 || s.Frontend.HTTPSPort > 65535 {
 		e.add("spec.frontend.httpsPort", "must be between 1 and 65535, not %d", s.Frontend.HTTPSPort)
 	}
 	check("spec.stats.port", s.Stats.Port)
+}
+
+// MaxCertificates bounds the certificates of one LoadBalancer.
+const MaxCertificates = 1000
+
+func validateCertificates(e *errs, t *TLSSpec) {
+	if len(t.CertificateFiles()) == 0 {
+		e.add("spec.frontend.tls.certificateFile", "is required when tls is set (or give spec.frontend.tls.certificates)")
+	}
+	if len(t.Certificates) > MaxCertificates {
+		e.add("spec.frontend.tls.certificates", "has %d entries; at most %d", len(t.Certificates), MaxCertificates)
+		return
+	}
+	seen := map[string]string{}
+	if t.CertificateFile != "" {
+		seen[filepath.Clean(t.CertificateFile)] = "spec.frontend.tls.certificateFile"
+	}
+	for i, c := range t.Certificates {
+		path := fmt.Sprintf("spec.frontend.tls.certificates[%d].file", i)
+		switch {
+		case c.File == "":
+			e.add(path, "is required")
+		case seen[filepath.Clean(c.File)] != "":
+			e.add(path, "names the same file as %s", seen[filepath.Clean(c.File)])
+		default:
+			seen[filepath.Clean(c.File)] = path
+		}
+	}
 }
 
 func validateDefaults(e *errs, d *DefaultsSpec) {
@@ -567,9 +594,19 @@ func ValidateFilesUnder(lb *LoadBalancer, root string) ErrorList {
 
 func validateFiles(lb *LoadBalancer, load func(string) ([]byte, error)) ErrorList {
 	var e errs
-	if t := lb.Spec.Frontend.TLS; t != nil && t.CertificateFile != "" {
-		if _, err := load(t.CertificateFile); err != nil {
-			e.add("spec.frontend.tls.certificateFile", "%v", err)
+	if t := lb.Spec.Frontend.TLS; t != nil {
+		if t.CertificateFile != "" {
+			if _, err := load(t.CertificateFile); err != nil {
+				e.add("spec.frontend.tls.certificateFile", "%v", err)
+			}
+		}
+		for i, c := range t.Certificates {
+			if c.File == "" {
+				continue // said by Validate
+			}
+			if _, err := load(c.File); err != nil {
+				e.add(fmt.Sprintf("spec.frontend.tls.certificates[%d].file", i), "%v", err)
+			}
 		}
 	}
 	return locate(e.list, lb)

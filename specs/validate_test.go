@@ -61,6 +61,15 @@ func TestValidate(t *testing.T) {
 		}, []string{"spec.frontend.httpsPort: port 80 is already used"}},
 		{"tls without file", func(lb *specs.LoadBalancer) { lb.Spec.Frontend.TLS = &specs.TLSSpec{} },
 			[]string{"spec.frontend.tls.certificateFile: is required"}},
+		{"certificates only", func(lb *specs.LoadBalancer) {
+			lb.Spec.Frontend.TLS = &specs.TLSSpec{Certificates: []specs.CertificateSource{{File: "/a.pem"}}}
+		}, nil},
+		{"certificate named twice", func(lb *specs.LoadBalancer) {
+			lb.Spec.Frontend.TLS = &specs.TLSSpec{CertificateFile: "/a.pem", Certificates: []specs.CertificateSource{{File: "/b.pem"}, {File: "//a.pem"}}}
+		}, []string{"spec.frontend.tls.certificates[1].file: names the same file as spec.frontend.tls.certificateFile"}},
+		{"certificate without file", func(lb *specs.LoadBalancer) {
+			lb.Spec.Frontend.TLS = &specs.TLSSpec{Certificates: []specs.CertificateSource{{}}}
+		}, []string{"spec.frontend.tls.certificates[0].file: is required"}},
 		{"bad duration", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].HealthCheck.Interval = specs.Dur(10) },
 			[]string{"spec.pools[0].healthCheck.interval: must be at least 100ms"}},
 		{"down interval too short", func(lb *specs.LoadBalancer) { lb.Spec.Pools[0].HealthCheck.DownInterval = specs.Dur(50e6) },

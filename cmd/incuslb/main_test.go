@@ -84,7 +84,7 @@ func TestRenderShowsEverySeedDirective(t *testing.T) {
 		"    bind 127.0.0.1:9100\n",
 		"    http-request use-service prometheus-exporter if { path /metrics }\n",
 		"    bind :80\n",
-		"    bind :443 ssl crt /etc/haproxy/certs/edge.pem",
+		"    bind :443 ssl crt-list /etc/haproxy/certs/edge.crt-list",
 		"    http-request redirect scheme https code 301 unless { ssl_fc }\n",
 		"    use_backend forgejo if { req.hdr(host),field(1,:),lower -m str forgejo.example.org }\n",
 		"    use_backend stream_pool if { path_beg /stream/ }\n",

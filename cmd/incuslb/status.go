@@ -243,6 +243,17 @@ func printStatus(e *env, s lbStatus) {
 			fmt.Fprintf(e.stdout, "  degraded:   %s\n", strings.ReplaceAll(c.Message, "\n", "\n              "))
 		}
 	}
+	for i, c := range st.Certificates {
+		label := "            "
+		if i == 0 {
+			label = "  certs:    "
+		}
+		left := "expiry unknown"
+		if !c.NotAfter.IsZero() {
+			left = fmt.Sprintf("not after %s (%s)", c.NotAfter.Format("2006-01-02 15:04 MST"), untilText(time.Until(c.NotAfter)))
+		}
+		fmt.Fprintf(e.stdout, "%s%s: %s, issuer %s, %s, from %s\n", label, c.Name, orDash(strings.Join(c.Hosts, " ")), orDash(c.Issuer), left, orDash(c.Source))
+	}
 	if s.RuntimeErr != "" {
 		fmt.Fprintf(e.stdout, "  servers:    unknown: %s\n", s.RuntimeErr)
 		return
@@ -273,4 +284,15 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// untilText says how long until a time, in days when that is long.
+func untilText(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "expired"
+	case d < 48*time.Hour:
+		return "in " + d.Truncate(time.Minute).String()
+	}
+	return fmt.Sprintf("in %d days", int(d.Hours()/24))
 }

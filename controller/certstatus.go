@@ -1,0 +1,92 @@
+package controller
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/incuslb/incuslb/haproxy"
+)
+
+// ConditionCertificateExpiring is True while a certificate the LB serves
+// expires within CertificateExpiringWithin.
+const ConditionCertificateExpiring = "CertificateExpiring"
+
+// CertificateExpiringWithin is how close to its expiry a certificate sets
+// ConditionCertificateExpiring.
+const CertificateExpiringWithin = 14 * 24 * time.Hour
+
+// maxCertStatuses bounds the certificates status lists (instance config
+// values are not meant to be large); the metric has them all.
+const maxCertStatuses = 50
+
+// CertStatus is one certificate as `incuslb status` shows it. It holds no
+// key material: names, issuer and dates from the leaf certificate only.
+type CertStatus struct {
+	Name     string    `json:"name"`   // the file's name in the container
+	Source   string    `json:"source"` // "file " and the path on the controller host
+	Hosts    []string  `json:"hosts,omitempty"`
+	Issuer   string    `json:"issuer,omitempty"`
+	NotAfter time.Time `json:"notAfter,omitzero"`
+}
+
+// certStatuses describes certs (in spec order) whose sources are the
+// files on the controller host.
+func certStatuses(certs []haproxy.CertFile, sources []string) []CertStatus {
+	out := make([]CertStatus, 0, len(certs))
+	for i, c := range certs {
+		s := CertStatus{Name: path.Base(c.Path)}
+		if i < len(sources) {
+			s.Source = "file " + sources[i]
+		}
+		if leaf := leafOf(c.PEM); leaf != nil {
+			s.Hosts = slices.Clone(leaf.DNSNames)
+			if len(s.Hosts) == 0 && leaf.Subject.CommonName != "" {
+				s.Hosts = []string{leaf.Subject.CommonName}
+			}
+			s.Issuer = leaf.Issuer.CommonName
+			if s.Issuer == "" {
+				s.Issuer = leaf.Issuer.String()
+			}
+			s.NotAfter = leaf.NotAfter.UTC()
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// leafOf is the first certificate of a PEM, or nil.
+func leafOf(pemData []byte) *x509.Certificate {
+	for rest := pemData; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return nil
+		}
+		if b.Type == "CERTIFICATE" {
+			c, err := x509.ParseCertificate(b.Bytes)
+			if err != nil {
+				return nil
+			}
+			return c
+		}
+	}
+}
+
+// expiringCondition is ConditionCertificateExpiring for certs at now.
+func expiringCondition(certs []CertStatus, now time.Time, generation int64) Condition {
+	var soon []string
+	for _, c := range certs {
+		if !c.NotAfter.IsZero() && c.NotAfter.Sub(now) < CertificateExpiringWithin {
+			soon = append(soon, fmt.Sprintf("%s (%s) expires %s", c.Name, strings.Join(c.Hosts, ", "), c.NotAfter.Format(time.RFC3339)))
+		}
+	}
+	if len(soon) == 0 {
+		return Condition{Type: ConditionCertificateExpiring, Status: "False", Reason: "Valid", ObservedGeneration: generation}
+	}
+	return Condition{Type: ConditionCertificateExpiring, Status: "True", Reason: "ExpiresSoon",
+		Message: truncate(strings.Join(soon, "; "), 1000), ObservedGeneration: generation}
+}
