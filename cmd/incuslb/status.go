@@ -244,9 +244,9 @@ func printStatus(e *env, s lbStatus) {
 		}
 	}
 	for i, c := range st.Certificates {
-		label := "            "
+		label := "              "
 		if i == 0 {
-			label = "  certs:    "
+			label = "  certs:      "
 		}
 		left := "expiry unknown"
 		if !c.NotAfter.IsZero() {
