@@ -40,6 +40,12 @@ func (a *Applier) ensureInstance(ctx context.Context, lb *specs.LoadBalancer, ob
 			map[string]string{KeyLB: lb.Metadata.Name}, target); err != nil {
 			return err
 		}
+		if target != "" {
+			// Known from now on: a pass that reads the new instance while
+			// its member is lost ends then (abortIfLost), not after
+			// Incus's own timeouts.
+			a.locations.set(key, target)
+		}
 	case obs.Owner == "":
 		p.AdoptInstance = true
 		if dryRun {
