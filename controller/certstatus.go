@@ -59,19 +59,28 @@ func certStatuses(certs []haproxy.CertFile, sources []string) []CertStatus {
 	return out
 }
 
-// leafOf is the first certificate of a PEM, or nil.
+// leafOf is the first certificate of a PEM, parsed, or nil.
 func leafOf(pemData []byte) *x509.Certificate {
+	der := leafDER(pemData)
+	if der == nil {
+		return nil
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil
+	}
+	return c
+}
+
+// leafDER is the DER of the first certificate of a PEM, or nil.
+func leafDER(pemData []byte) []byte {
 	for rest := pemData; ; {
 		var b *pem.Block
 		if b, rest = pem.Decode(rest); b == nil {
 			return nil
 		}
 		if b.Type == "CERTIFICATE" {
-			c, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				return nil
-			}
-			return c
+			return b.Bytes
 		}
 	}
 }

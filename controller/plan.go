@@ -3,7 +3,6 @@ package controller
 import (
 	"crypto/sha1"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"maps"
 	"slices"
@@ -261,14 +260,10 @@ func reloadReason(in planInput, p *Plan) (ReloadReason, string) {
 // certSHA1 is the SHA-1 fingerprint of a PEM's first certificate, as
 // HAProxy's `show ssl cert` prints it.
 func certSHA1(pemData []byte) string {
-	for rest := pemData; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			return ""
-		}
-		if b.Type == "CERTIFICATE" {
-			sum := sha1.Sum(b.Bytes)
-			return strings.ToUpper(hex.EncodeToString(sum[:]))
-		}
+	der := leafDER(pemData)
+	if der == nil {
+		return ""
 	}
+	sum := sha1.Sum(der)
+	return strings.ToUpper(hex.EncodeToString(sum[:]))
 }
