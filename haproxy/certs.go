@@ -37,6 +37,16 @@ func CrtListPath(lb *specs.LoadBalancer, opts Options) string {
 	return certDir(opts) + "/" + lb.Metadata.Name + ".crt-list"
 }
 
+// ACMEChallengePrefix is the path under which HTTP-01 challenges come.
+const ACMEChallengePrefix = "/.well-known/acme-challenge/"
+
+// ACMEMapPath is the map of ACME HTTP-01 tokens to key authorizations that
+// the HTTP frontend answers from (empty on disk: tokens live only in the
+// running HAProxy, put there by `add map`).
+func ACMEMapPath(lb *specs.LoadBalancer, opts Options) string {
+	return certDir(opts) + "/" + lb.Metadata.Name + ".acme-challenge.map"
+}
+
 func certDir(opts Options) string {
 	if opts.CertDir != "" {
 		return opts.CertDir

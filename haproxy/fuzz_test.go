@@ -191,6 +191,23 @@ func genLoadBalancer(c *chooser) *specs.LoadBalancer {
 		if pick(c, "certificates", false, true) {
 			s.Frontend.TLS.Certificates = []specs.CertificateSource{{File: pick(c, "file", certs...)}}
 		}
+		if pick(c, "acme", false, true) {
+			a := &specs.ACMESpec{
+				Directory:  pick(c, "directory", "", "https://127.0.0.1:14000/dir", "http://ca.example/dir", "https://"),
+				Production: pick(c, "production", false, true),
+				Email:      pick(c, "email", "", "ops@example.org", "Ops <ops@example.org>"),
+				CABundle:   pick(c, "caBundle", "", "/etc/incuslb/ca.pem"),
+				Hosts: pick(c, "hosts", specs.ACMEHosts{List: []string{"a.example.org"}}, specs.ACMEHosts{FromRoutes: true},
+					specs.ACMEHosts{}, specs.ACMEHosts{List: []string{"*.example.org", "a.example.org", "A.example.org"}},
+					specs.ACMEHosts{List: []string{"localhost", "10.0.0.1", "a b"}}),
+				Challenge: pick(c, "challenge", "", "http-01", "dns-01"),
+				KeyType:   pick(c, "keyType", "", "ec384", "ed25519"),
+			}
+			if pick(c, "eab", false, true) {
+				a.EAB = &specs.ACMEEAB{KID: pick(c, "kid", "kid-1", ""), HMACKeyFile: pick(c, "hmacKeyFile", "/etc/incuslb/eab", "")}
+			}
+			s.Frontend.TLS.ACME = a
+		}
 	}
 	s.Stats.Port = pick(c, "port", ports...)
 	s.Defaults = specs.DefaultsSpec{
@@ -299,7 +316,7 @@ func TestGeneratorCoversEveryField(t *testing.T) {
 	}
 	walk(reflect.TypeOf(specs.LoadBalancer{}))
 	seen := map[string]bool{}
-	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "certificates": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
+	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "certificates": 1, "acme": 1, "eab": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
 		var out []byte
 		genLoadBalancer(&chooser{force: force, record: &out, labels: seen})
 	}

@@ -105,6 +105,14 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	w.line("    bind :%d", s.Frontend.HTTPPort)
 	if t := s.Frontend.TLS; t != nil {
 		w.line("    bind :%d ssl crt-list %s alpn h2,http/1.1", s.Frontend.HTTPSPort, CrtListPath(lb, opts))
+		if t.ACME != nil {
+			// ACME HTTP-01: the controller puts each token and its key
+			// authorization into the map through the runtime API while
+			// the CA checks it; answered before any redirect or route.
+			token := "path,field(4,/),map(" + ACMEMapPath(lb, opts) + ")"
+			w.line("    http-request return status 200 content-type text/plain lf-string \"%%[%s]\" if { path_beg %s } { %s -m found }",
+				token, ACMEChallengePrefix, token)
+		}
 		if t.RedirectHTTP {
 			w.line("    http-request redirect scheme https code 301 unless { ssl_fc }")
 		}

@@ -114,6 +114,9 @@ func haproxyCheck(t testing.TB, cfg []byte, lbName string) {
 	if err := os.WriteFile(filepath.Join(dir, lbName+".crt-list"), []byte(list), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, lbName+".acme-challenge.map"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg = bytes.ReplaceAll(cfg, []byte(haproxy.CertDir+"/"), []byte(dir+"/"))
 	// The server-state file a reload writes: a version line at least.
 	state := filepath.Join(dir, "server-state")

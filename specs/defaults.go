@@ -56,9 +56,18 @@ func SetDefaults(lb *LoadBalancer) {
 			}
 		}
 		relative(&t.CertificateFile)
+		if a := t.ACME; a != nil {
+			relative(&a.CABundle)
+			if a.EAB != nil {
+				relative(&a.EAB.HMACKeyFile)
+			}
+		}
 		for i := range t.Certificates {
 			relative(&t.Certificates[i].File)
 		}
+	}
+	if t := s.Frontend.TLS; t != nil {
+		setACMEDefaults(t.ACME)
 	}
 	orInt(&s.Stats.Port, DefaultStatsPort)
 

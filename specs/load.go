@@ -263,7 +263,10 @@ func parseDocument(doc []byte) (*LoadBalancer, ErrorList) {
 	return &lb, nil
 }
 
-var durationType = reflect.TypeOf(Duration{})
+var (
+	durationType  = reflect.TypeOf(Duration{})
+	acmeHostsType = reflect.TypeOf(ACMEHosts{})
+)
 
 // checkShape walks decoded JSON against the Go type it will decode into,
 // reporting unknown fields and wrong types with their paths, so that every
@@ -281,6 +284,16 @@ func checkShape(path string, v any, t reflect.Type, e *errs) {
 		if _, err := time.ParseDuration(s); err != nil {
 			e.add(path, "%q is not a duration (use a form such as \"5s\" or \"1h30m\")", s)
 		}
+		return
+	}
+	if t == acmeHostsType {
+		if s, ok := v.(string); ok {
+			if s != ACMEFromRoutes {
+				e.add(path, "must be a list of hosts or %q, not %q", ACMEFromRoutes, s)
+			}
+			return
+		}
+		checkShape(path, v, reflect.TypeOf([]string(nil)), e)
 		return
 	}
 	switch t.Kind() {

@@ -88,7 +88,11 @@ type TLSSpec struct {
 	// match the name the client asks for, and the first (the default)
 	// when none does.
 	Certificates []CertificateSource `json:"certificates,omitempty"`
-	// RedirectHTTP answers plain HTTP requests with a 301 to https.
+	// ACME obtains and renews certificates for hosts from an ACME CA; they
+	// are served by SNI after the files' certificates.
+	ACME *ACMESpec `json:"acme,omitempty"`
+	// RedirectHTTP answers plain HTTP requests with a 301 to https (ACME's
+	// HTTP-01 challenges are answered before it).
 	RedirectHTTP bool `json:"redirectHTTP,omitempty"`
 }
 

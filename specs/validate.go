@@ -127,6 +127,9 @@ func validatePorts(e *errs, s *LoadBalancerSpec) {
 	if s.Frontend.TLS != nil {
 		check("spec.frontend.httpsPort", s.Frontend.HTTPSPort)
 		validateCertificates(e, s.Frontend.TLS)
+		if s.Frontend.TLS.ACME != nil {
+			validateACME(e, s)
+		}
 	} else if s.Frontend.HTTPSPort < 1 || s.Frontend.HTTPSPort > 65535 {
 		e.add("spec.frontend.httpsPort", "must be between 1 and 65535, not %d", s.Frontend.HTTPSPort)
 	}
@@ -137,8 +140,8 @@ func validatePorts(e *errs, s *LoadBalancerSpec) {
 const MaxCertificates = 1000
 
 func validateCertificates(e *errs, t *TLSSpec) {
-	if len(t.CertificateFiles()) == 0 {
-		e.add("spec.frontend.tls.certificateFile", "is required when tls is set (or give spec.frontend.tls.certificates)")
+	if len(t.CertificateFiles()) == 0 && t.ACME == nil {
+		e.add("spec.frontend.tls.certificateFile", "is required when tls is set (or give spec.frontend.tls.certificates or spec.frontend.tls.acme)")
 	}
 	if len(t.Certificates) > MaxCertificates {
 		e.add("spec.frontend.tls.certificates", "has %d entries; at most %d", len(t.Certificates), MaxCertificates)
@@ -583,16 +586,16 @@ func where(lb *LoadBalancer) string {
 // (LoadCertificate); a controller confined to a certificate root uses
 // ValidateFilesUnder.
 func ValidateFiles(lb *LoadBalancer) ErrorList {
-	return validateFiles(lb, LoadCertificate)
+	return validateFiles(lb, LoadCertificate, "")
 }
 
 // ValidateFilesUnder is ValidateFiles for a certificate that must lie under
 // root (LoadCertificateUnder).
 func ValidateFilesUnder(lb *LoadBalancer, root string) ErrorList {
-	return validateFiles(lb, func(path string) ([]byte, error) { return LoadCertificateUnder(root, path) })
+	return validateFiles(lb, func(path string) ([]byte, error) { return LoadCertificateUnder(root, path) }, root)
 }
 
-func validateFiles(lb *LoadBalancer, load func(string) ([]byte, error)) ErrorList {
+func validateFiles(lb *LoadBalancer, load func(string) ([]byte, error), root string) ErrorList {
 	var e errs
 	if t := lb.Spec.Frontend.TLS; t != nil {
 		if t.CertificateFile != "" {
@@ -607,6 +610,9 @@ func validateFiles(lb *LoadBalancer, load func(string) ([]byte, error)) ErrorLis
 			if _, err := load(c.File); err != nil {
 				e.add(fmt.Sprintf("spec.frontend.tls.certificates[%d].file", i), "%v", err)
 			}
+		}
+		if _, ferr := LoadACMEFiles(t.ACME, root); ferr != nil {
+			e.add(ferr.Path, "%s", ferr.Reason)
 		}
 	}
 	return locate(e.list, lb)
