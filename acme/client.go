@@ -322,3 +322,22 @@ func (c *Client) RenewalInfo(ctx context.Context, crt *Certificate) (*RenewalWin
 		ExplanationURL: info.ExplanationURL,
 	}, nil
 }
+
+// Import keeps pemData (leaf, chain, then its key) as certificate name for
+// hosts, as Obtain would have: a certificate recovered from where it is
+// served (an LB instance), so that a controller taking over does not order
+// it again. It checks that the key matches the leaf.
+func (c *Client) Import(name string, hosts []string, pemData []byte) (*Certificate, error) {
+	if err := validName(name); err != nil {
+		return nil, fmt.Errorf("acme: import: %w", err)
+	}
+	crt, _, err := parseCertificate(name, hosts, pemData)
+	if err != nil {
+		return nil, fmt.Errorf("acme: import %s: %w", name, err)
+	}
+	if err := saveCertificate(c.cfg.StateDir, crt, "", time.Now()); err != nil {
+		return nil, fmt.Errorf("acme: save %s: %w", name, err)
+	}
+	c.log.Info("certificate recovered", "name", name, "hosts", hosts, "serial", crt.Serial, "notAfter", crt.NotAfter)
+	return crt, nil
+}

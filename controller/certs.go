@@ -26,6 +26,9 @@ type certObservation struct {
 	// each of them.
 	Loaded []string
 	SHA1   map[string]string
+	// ACMEMapMissing: the LB answers ACME challenges, and the map file
+	// they are answered from is not there (HAProxy would not start).
+	ACMEMapMissing bool
 }
 
 // observeCertFiles reads the certificate files of certs and the crt-list.
@@ -33,6 +36,13 @@ func (a *Applier) observeCertFiles(ctx context.Context, lb *specs.LoadBalancer, 
 	var err error
 	if obs.CrtList, err = a.readOptional(ctx, lb, haproxy.CrtListPath(lb, haproxy.Options{})); err != nil {
 		return err
+	}
+	if lb.Spec.Frontend.TLS != nil && lb.Spec.Frontend.TLS.ACME != nil {
+		m, err := a.readOptional(ctx, lb, haproxy.ACMEMapPath(lb, haproxy.Options{}))
+		if err != nil {
+			return err
+		}
+		obs.ACMEMapMissing = m == nil
 	}
 	obs.Files = map[string][]byte{}
 	for _, c := range certs {
@@ -64,6 +74,8 @@ type certPlan struct {
 	// crt-list file's new content.
 	write   []haproxy.CertFile
 	crtList []byte
+	// acmeMap: write the (empty) ACME challenge map file.
+	acmeMap bool
 	// Through the runtime API: set replaces what HAProxy serves under a
 	// path it holds, add loads a new one and appends it to the crt-list,
 	// del takes one out.
@@ -75,7 +87,9 @@ type certPlan struct {
 func (c *certPlan) runtimeChanges() bool { return len(c.set)+len(c.add)+len(c.del) > 0 }
 
 // changes reports whether anything must change, on disk or in HAProxy.
-func (c *certPlan) changes() bool { return c.runtimeChanges() || len(c.write) > 0 || c.crtList != nil }
+func (c *certPlan) changes() bool {
+	return c.runtimeChanges() || len(c.write) > 0 || c.crtList != nil || c.acmeMap
+}
 
 // planCerts compares the desired certificates with the observed ones;
 // loaded says whether HAProxy runs a config of ours (whose crt-list it
@@ -85,6 +99,7 @@ func planCerts(certs []haproxy.CertFile, obs certObservation, loaded bool) certP
 	if len(certs) == 0 {
 		return c
 	}
+	c.acmeMap = obs.ACMEMapMissing
 	for _, f := range certs {
 		if !bytes.Equal(obs.Files[f.Path], f.PEM) {
 			c.write = append(c.write, f)
@@ -147,7 +162,7 @@ func applyCerts(ctx context.Context, lb *specs.LoadBalancer, rt *haproxy.Runtime
 // writeCertFiles brings the certificate files and the crt-list on disk up
 // to date (what a restart of HAProxy loads).
 func (a *Applier) writeCertFiles(ctx context.Context, lb *specs.LoadBalancer, c *certPlan) error {
-	if len(c.write) == 0 && c.crtList == nil {
+	if len(c.write) == 0 && c.crtList == nil && !c.acmeMap {
 		return nil
 	}
 	in := lb.Spec.Instance
@@ -160,6 +175,12 @@ func (a *Applier) writeCertFiles(ctx context.Context, lb *specs.LoadBalancer, c 
 	}
 	for _, f := range c.write {
 		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, f.Path, f.PEM, incus.FileMode{UID: uid, GID: gid, Mode: 0o600}); err != nil {
+			return err
+		}
+	}
+	if c.acmeMap {
+		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.ACMEMapPath(lb, haproxy.Options{}), nil,
+			incus.FileMode{UID: uid, GID: gid, Mode: 0o640}); err != nil {
 			return err
 		}
 	}

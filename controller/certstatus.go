@@ -28,20 +28,27 @@ const maxCertStatuses = 50
 // key material: names, issuer and dates from the leaf certificate only.
 type CertStatus struct {
 	Name     string    `json:"name"`   // the file's name in the container
-	Source   string    `json:"source"` // "file " and the path on the controller host
+	Source   string    `json:"source"` // "file PATH", "acme DIRECTORY" or "placeholder ..."
 	Hosts    []string  `json:"hosts,omitempty"`
 	Issuer   string    `json:"issuer,omitempty"`
 	NotAfter time.Time `json:"notAfter,omitzero"`
+	// NextRenewal is when an ACME certificate is renewed next.
+	NextRenewal time.Time `json:"nextRenewal,omitzero"`
+	// Error is why the last ACME order for it failed (the one held, if
+	// any, keeps serving).
+	Error string `json:"error,omitempty"`
 }
 
-// certStatuses describes certs (in spec order) whose sources are the
-// files on the controller host.
-func certStatuses(certs []haproxy.CertFile, sources []string) []CertStatus {
+// certStatuses describes certs (in order) with their sources.
+func certStatuses(certs []haproxy.CertFile, sources []certSource) []CertStatus {
 	out := make([]CertStatus, 0, len(certs))
 	for i, c := range certs {
 		s := CertStatus{Name: path.Base(c.Path)}
 		if i < len(sources) {
-			s.Source = "file " + sources[i]
+			s.Source, s.NextRenewal, s.Error = sources[i].source, sources[i].nextRenewal.UTC(), sources[i].lastError
+			if sources[i].nextRenewal.IsZero() {
+				s.NextRenewal = time.Time{}
+			}
 		}
 		if leaf := leafOf(c.PEM); leaf != nil {
 			s.Hosts = slices.Clone(leaf.DNSNames)

@@ -14,7 +14,7 @@ func TestCertStatuses(t *testing.T) {
 		{Path: "/etc/haproxy/certs/edge.pem", PEM: testcert.PEM("a.example.org")},
 		{Path: "/etc/haproxy/certs/edge-1.pem", PEM: []byte("not a certificate")},
 	}
-	got := certStatuses(certs, []string{"/etc/incuslb/a.pem", "/etc/incuslb/b.pem"})
+	got := certStatuses(certs, []certSource{{source: "file /etc/incuslb/a.pem"}, {source: "file /etc/incuslb/b.pem"}})
 	if len(got) != 2 {
 		t.Fatalf("%d statuses", len(got))
 	}

@@ -83,6 +83,8 @@ func (r *LBReconciler) Reconcile(ctx context.Context, req Request) (Result, erro
 	}
 	r.Metrics.reconciled(req.Name, "ok", time.Since(start))
 	r.Metrics.succeeded(req.Name, time.Now())
+	// Its HAProxy answers ACME challenges now: due orders may begin.
+	r.Applier.ACME.Started(req.Name)
 	// An event's effect is applied by the first pass that changes something;
 	// a pass that only waits (for a DHCP address) keeps it pending.
 	if plan.Changed() || plan.RequeueAfter == 0 {
@@ -126,6 +128,7 @@ func (r *LBReconciler) observeMembers(ctx context.Context, lb *specs.LoadBalance
 // marked Orphaned and left running, or with Prune deleted once DecidePrune
 // allows it. An instance it does not own is never touched.
 func (r *LBReconciler) orphaned(ctx context.Context, name string) (Result, error) {
+	r.Applier.ACME.Forget(name)
 	lb, ok := r.Store.Orphan(name)
 	if !ok {
 		return Result{}, nil

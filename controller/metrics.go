@@ -20,6 +20,8 @@ type Metrics struct {
 	oldSessions    *prometheus.GaugeVec
 	leader         *prometheus.GaugeVec
 	certNotAfter   *prometheus.GaugeVec
+	acmeFailures   *prometheus.CounterVec
+	acmeIssued     *prometheus.CounterVec
 
 	mu          sync.Mutex
 	lastSuccess map[string]time.Time // by LB
@@ -113,8 +115,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "incuslb_certificate_not_after_seconds",
 		Help: "When each certificate an LB serves expires (Unix time), by LoadBalancer and certificate name.",
 	}, []string{"lb", "name"})
+	m.acmeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "incuslb_acme_failures_total",
+		Help: "Failed ACME orders (obtain or renew), by LoadBalancer and reason (rateLimited, connection, unauthorized, ...).",
+	}, []string{"lb", "reason"})
+	m.acmeIssued = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "incuslb_acme_certificates_issued_total",
+		Help: "Certificates the ACME CA issued, by LoadBalancer and kind (obtain, renew).",
+	}, []string{"lb", "kind"})
 	reg.MustRegister(m.reconciles, m.reconcileTime, m.reloads, m.runtimeUpdates, m.members, m.eventToApplied,
-		m.oldWorkers, m.oldSessions, m.leader, m.certNotAfter, m)
+		m.oldWorkers, m.oldSessions, m.leader, m.certNotAfter, m.acmeFailures, m.acmeIssued, m)
 	return m
 }
 
@@ -183,5 +193,17 @@ func (m *Metrics) setCertificates(lb string, certs []CertStatus) {
 		if !c.NotAfter.IsZero() {
 			m.certNotAfter.WithLabelValues(lb, c.Name).Set(float64(c.NotAfter.Unix()))
 		}
+	}
+}
+
+func (m *Metrics) acmeFailed(lb, reason string) {
+	if m != nil {
+		m.acmeFailures.WithLabelValues(lb, reason).Inc()
+	}
+}
+
+func (m *Metrics) acmeIssuedOne(lb, kind string) {
+	if m != nil {
+		m.acmeIssued.WithLabelValues(lb, kind).Inc()
 	}
 }

@@ -58,6 +58,12 @@ type Applier struct {
 	// ForceReload applies every change with a reload, never through the
 	// runtime API: the seed role's way, kept to compare against (make bench).
 	ForceReload bool
+	// StateDir keeps what the controller makes and must find again: the
+	// placeholder certificates (see desiredCerts). "" keeps them in memory.
+	StateDir string
+	// ACME, when set, obtains and renews the ACME certificates; without
+	// it, passes serve no ACME certificate (a placeholder instead).
+	ACME *ACMEManager
 	// CertRoot is the directory certificate files must resolve under
 	// (--cert-root); "" reads them wherever the spec says (tests).
 	CertRoot string
@@ -78,6 +84,7 @@ type Applier struct {
 	}
 
 	drains       lockedMap[map[string]time.Time] // when each draining member started, by LB instance
+	placeholders lockedMap[[]byte]               // each LB's placeholder certificate (see desiredCerts)
 	holders      lockedMap[string]               // the replica that held each pair's virtual address at its last pass
 	checked      lockedMap[bool]                 // instances known to have haproxy and the proxy devices
 	vrrpPushed   lockedMap[string]               // the keepalived.conf this process made each replica run
@@ -182,10 +189,10 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 		}
 		p.generation = gen
 	}
-	pems, err := a.loadCerts(lb)
+	pems, sources, pending, err := a.desiredCerts(lb)
 	certs := haproxy.CertFiles(lb, haproxy.Options{}, pems)
-	if t := lb.Spec.Frontend.TLS; t != nil && err == nil {
-		p.certStatus = certStatuses(certs, t.CertificateFiles())
+	if lb.Spec.Frontend.TLS != nil && err == nil {
+		p.certStatus = append(certStatuses(certs, sources), pending...)
 		a.Metrics.setCertificates(lb.Metadata.Name, p.certStatus)
 	}
 	specHash := SpecHash(lb, pems)

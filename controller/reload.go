@@ -44,12 +44,19 @@ func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haprox
 	defer a.removeTemps(ctx, lb, st)
 	listPath := haproxy.CrtListPath(lb, haproxy.Options{})
 	var err error
-	if c := &p.certs; len(c.write) > 0 || c.crtList != nil {
+	if c := &p.certs; len(c.write) > 0 || c.crtList != nil || c.acmeMap {
 		if st.uid, st.gid, err = a.haproxyIDs(ctx, lb); err != nil {
 			return err
 		}
 		if err := a.Incus.Mkdir(ctx, in.Project, in.Name, haproxy.CertDir, incus.FileMode{UID: 0, GID: st.gid, Mode: 0o750}); err != nil {
 			return err
+		}
+		if c.acmeMap {
+			// Empty, and read by no HAProxy yet: written in place.
+			if err := a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.ACMEMapPath(lb, haproxy.Options{}), nil,
+				incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o640}); err != nil {
+				return err
+			}
 		}
 		for _, f := range c.write {
 			if st.certTmps[f.Path], err = a.Incus.WriteTemp(ctx, in.Project, in.Name, f.Path, f.PEM, incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o600}); err != nil {

@@ -197,6 +197,13 @@ func (r *Runner) Run(ctx context.Context) error {
 
 // Lead is called when this controller starts leading: every LoadBalancer
 // gets a pass.
+// Enqueue asks for a pass of the LoadBalancer name (its ACME
+// certificates changed).
+func (r *Runner) Enqueue(name string) {
+	r.init()
+	r.queue.Add(name)
+}
+
 func (r *Runner) Lead() {
 	r.init()
 	r.Log.Info("leading: reconciling every LoadBalancer")

@@ -19,6 +19,7 @@ type clusterFlags struct {
 	remote    *string
 	socketDir *string
 	certRoot  *string
+	stateDir  *string
 	quiet     *bool
 }
 
@@ -27,6 +28,7 @@ func addClusterFlags(fs *flag.FlagSet) clusterFlags {
 		remote:    fs.String("remote", "", "incus CLI remote to use (default: the local unix socket)"),
 		socketDir: fs.String("socket-dir", "/run/incuslb", "host directory of the HAProxy admin/master sockets of the LB instances (proxy devices)"),
 		certRoot:  addCertRootFlag(fs, ""),
+		stateDir:  addStateDirFlag(fs),
 		quiet:     fs.Bool("q", false, "log only errors"),
 	}
 }
@@ -44,7 +46,10 @@ func (e *env) applier(cf clusterFlags, root string) (*controller.Applier, error)
 	if err != nil {
 		return nil, err
 	}
-	return &controller.Applier{Incus: c, Log: e.logger(*cf.quiet), SocketDir: *cf.socketDir, CertRoot: root}, nil
+	a := &controller.Applier{Incus: c, Log: e.logger(*cf.quiet), SocketDir: *cf.socketDir, CertRoot: root, StateDir: *cf.stateDir}
+	// ACME certificates already held are served; only incuslb run orders.
+	a.ACME = &controller.ACMEManager{StateDir: *cf.stateDir, CertRoot: root, Applier: a, Log: a.Log, ServeOnly: true}
+	return a, nil
 }
 
 // specsAndApplier loads the specs of -f and connects to Incus, with the

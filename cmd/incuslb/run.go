@@ -30,6 +30,7 @@ func (e *env) run(args []string) error {
 	gitPath := fs.String("git-path", ".", "directory of specs inside the repository")
 	gitInterval := fs.Duration("git-interval", time.Minute, "fetch the branch this often (the fallback for missed webhooks)")
 	gitDir := fs.String("git-dir", "/var/lib/incuslb/git", "where the local clone lives")
+	stateDir := addStateDirFlag(fs)
 	secretFile := fs.String("webhook-secret-file", "", "file holding the secret that signs webhook deliveries (enables POST /hooks/git)")
 	insecure := fs.Bool("webhook-insecure", false, "serve POST /hooks/git without checking signatures (not for production)")
 	prune := fs.Bool("prune", false, "delete the instance of a LoadBalancer removed from the specs once it has stayed removed for --prune-grace (default: keep it, marked Orphaned)")
@@ -111,7 +112,9 @@ func (e *env) run(args []string) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := controller.NewMetrics(reg)
 	store := &controller.Store{Path: *specPath, CertRoot: root}
-	applier := &controller.Applier{Incus: c, Log: log, Metrics: metrics, ForceReload: *forceReload, SocketDir: *socketDir, CertRoot: root}
+	applier := &controller.Applier{Incus: c, Log: log, Metrics: metrics, ForceReload: *forceReload, SocketDir: *socketDir, CertRoot: root,
+		StateDir: *stateDir}
+	applier.ACME = &controller.ACMEManager{StateDir: *stateDir, CertRoot: root, Applier: applier, Log: log.WithName("acme"), Metrics: metrics}
 	if git != nil {
 		metrics.SetGitLastFetch(git.LastSuccess)
 	}
@@ -135,6 +138,7 @@ func (e *env) run(args []string) error {
 		GitInterval: *gitInterval,
 		Members:     members,
 	}
+	applier.ACME.Requeue = runner.Enqueue
 	if el != nil {
 		applier.Leader, runner.Leader = el, el
 		el.OnChange = func(leading bool, _ int64) {
@@ -172,6 +176,13 @@ func (e *env) run(args []string) error {
 			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		}
+		mux.HandleFunc("POST /acme/renew/{lb}", func(w http.ResponseWriter, r *http.Request) {
+			if !applier.ACME.Renew(r.PathValue("lb")) {
+				http.Error(w, "no ACME certificates for this LoadBalancer", http.StatusNotFound)
+				return
+			}
+			_, _ = w.Write([]byte("renewal ordered\n"))
+		})
 		if git != nil && (secret != nil || *insecure) {
 			mux.Handle("POST /hooks/git", &controller.Webhook{Secret: secret, Branch: *gitBranch, Trigger: runner.SyncGit, Log: log})
 		}

@@ -252,7 +252,17 @@ func printStatus(e *env, s lbStatus) {
 		if !c.NotAfter.IsZero() {
 			left = fmt.Sprintf("not after %s (%s)", c.NotAfter.Format("2006-01-02 15:04 MST"), untilText(time.Until(c.NotAfter)))
 		}
-		fmt.Fprintf(e.stdout, "%s%s: %s, issuer %s, %s, from %s\n", label, c.Name, orDash(strings.Join(c.Hosts, " ")), orDash(c.Issuer), left, orDash(c.Source))
+		if c.Name == "(pending)" {
+			left = "no certificate yet"
+		}
+		fmt.Fprintf(e.stdout, "%s%s: %s, issuer %s, %s, from %s", label, c.Name, orDash(strings.Join(c.Hosts, " ")), orDash(c.Issuer), left, orDash(c.Source))
+		if !c.NextRenewal.IsZero() {
+			fmt.Fprintf(e.stdout, ", renewal %s (%s)", c.NextRenewal.Format("2006-01-02 15:04 MST"), untilText(time.Until(c.NextRenewal)))
+		}
+		fmt.Fprintln(e.stdout)
+		if c.Error != "" {
+			fmt.Fprintf(e.stdout, "              last order failed: %s\n", c.Error)
+		}
 	}
 	if s.RuntimeErr != "" {
 		fmt.Fprintf(e.stdout, "  servers:    unknown: %s\n", s.RuntimeErr)

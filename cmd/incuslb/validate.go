@@ -89,3 +89,9 @@ func (e *env) validate(args []string) error {
 	}
 	return nil
 }
+
+// addStateDirFlag is --state-dir, where incuslb keeps what it must find
+// again: ACME accounts and certificates, placeholder certificates.
+func addStateDirFlag(fs *flag.FlagSet) *string {
+	return fs.String("state-dir", "/var/lib/incuslb", "where ACME accounts and certificates and the placeholder certificates are kept (0700)")
+}
