@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 10s
 
-.PHONY: all build test unit fuzz lint deps demo demo-clean demo-render clean incus-env e2e bench cluster-env e2e-cluster
+.PHONY: all build test unit fuzz lint deps demo demo-clean demo-render clean incus-env pebble-env e2e bench cluster-env e2e-cluster
 
 all: build
 
@@ -55,8 +55,13 @@ incus-env:
 
 ## e2e: the end-to-end suite on real Incus and real HAProxy, once with each
 ## LB image: Debian 12's HAProxy 2.6 and Debian 13's HAProxy 3.0.
+## pebble-env: Pebble (a local ACME CA) and its DNS on 127.0.0.1, for the
+## ACME e2e (hack/pebble.sh).
+pebble-env:
+	bash hack/pebble.sh up
+
 E2E_IMAGES ?= lb-haproxy lb-haproxy-30
-e2e: incus-env
+e2e: incus-env pebble-env
 	bash hack/sweep.sh
 	@for img in $(E2E_IMAGES); do \
 	  echo "== e2e suite with LB image $$img"; \

@@ -159,9 +159,10 @@ func (m *ACMEManager) Pending(lb *specs.LoadBalancer) map[string]string {
 }
 
 // Prepare makes the manager follow lb's ACME spec before a pass: its
-// account, its hosts and the certificates kept under StateDir. It makes
-// no request. A LoadBalancer without ACME is forgotten.
-func (m *ACMEManager) Prepare(lb *specs.LoadBalancer) error {
+// account, its hosts and the certificates kept under StateDir, or, for a
+// host with none there, the one the LB instance serves (once per host).
+// It makes no request to the CA. A LoadBalancer without ACME is forgotten.
+func (m *ACMEManager) Prepare(ctx context.Context, lb *specs.LoadBalancer) error {
 	if m == nil {
 		return nil
 	}
@@ -209,9 +210,9 @@ func (m *ACMEManager) Prepare(lb *specs.LoadBalancer) error {
 		}
 	}
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	st.lb = lb
 	st.hosts = lb.Spec.ACMEHosts()
+	var missing []string
 	for _, h := range st.hosts {
 		if st.hostSt[h] == nil {
 			st.hostSt[h] = &acmeHost{}
@@ -224,9 +225,20 @@ func (m *ACMEManager) Prepare(lb *specs.LoadBalancer) error {
 		case err == nil && slices.Equal(c.Hosts, []string{h}):
 			st.certs[h] = c
 			st.hostSt[h].next = acme.NextRenewal(c, m.now(), nil)
+			continue
 		case err != nil && !errors.Is(err, fs.ErrNotExist):
 			m.Log.Error(err, "ACME certificate kept under the state dir is unusable; it will be ordered again", "lb", lb.Metadata.Name, "host", h)
 		}
+		if !st.hostSt[h].triedLB {
+			st.hostSt[h].triedLB = true
+			missing = append(missing, h)
+		}
+	}
+	st.mu.Unlock()
+	if len(missing) > 0 {
+		// Before this controller serves anything for them: the LB may
+		// already serve certificates another controller obtained.
+		m.recover(ctx, st, lb, missing)
 	}
 	return nil
 }
@@ -366,23 +378,16 @@ func (m *ACMEManager) order(ctx context.Context, st *acmeLB, host string) {
 	var crt *acme.Certificate
 	var err error
 	kind := "renew"
-	if old == nil && !hs.triedLB {
-		hs.triedLB = true
-		if crt = m.recover(octx, st, lb, host, name); crt != nil {
-			kind, hs.recovered = "recovered", true
-		}
-	}
-	if crt == nil {
-		resp := &lbResponder{a: m.Applier, lb: lb}
-		switch {
-		case old == nil:
-			kind = "obtain"
-			crt, err = st.client.Obtain(octx, name, []string{host}, resp, nil)
-		case hs.recovered:
-			crt, err = st.client.Obtain(octx, name, []string{host}, resp, nil)
-		default:
-			crt, err = st.client.Renew(octx, old, resp, nil)
-		}
+	resp := &lbResponder{a: m.Applier, lb: lb}
+	switch {
+	case old == nil:
+		kind = "obtain"
+		crt, err = st.client.Obtain(octx, name, []string{host}, resp, nil)
+	case hs.recovered:
+		// Maybe another account's: ordered anew, not as a replacement.
+		crt, err = st.client.Obtain(octx, name, []string{host}, resp, nil)
+	default:
+		crt, err = st.client.Renew(octx, old, resp, nil)
 	}
 	if ctx.Err() != nil {
 		return // forgotten meanwhile
@@ -397,12 +402,13 @@ func (m *ACMEManager) order(ctx context.Context, st *acmeLB, host string) {
 		m.Metrics.acmeFailed(lb.Metadata.Name, acme.Reason(err))
 		log.Error(err, "ACME order failed; the certificate held keeps serving", "kind", kind,
 			"failures", hs.failures, "retryAt", hs.next.UTC().Format(time.RFC3339))
+		if m.Requeue != nil {
+			m.Requeue(lb.Metadata.Name) // the status says so at once
+		}
 		return
 	}
-	if kind == "renew" || kind == "obtain" {
-		hs.recovered = false
-		m.Metrics.acmeIssuedOne(lb.Metadata.Name, kind)
-	}
+	hs.recovered = false
+	m.Metrics.acmeIssuedOne(lb.Metadata.Name, kind)
 	st.certs[host] = crt
 	hs.failures, hs.lastError = 0, ""
 	var ari *acme.RenewalWindow
@@ -420,26 +426,36 @@ func (m *ACMEManager) order(ctx context.Context, st *acmeLB, host string) {
 	}
 }
 
-// recover looks in the LB instance for a certificate that host alone
-// names, valid and not due for renewal, as another controller left it,
-// and keeps it. It returns nil when there is none.
-func (m *ACMEManager) recover(ctx context.Context, st *acmeLB, lb *specs.LoadBalancer, host, name string) *acme.Certificate {
+// recover looks in the LB instance (each replica) for certificates that
+// name exactly one of hosts, valid and not due for renewal, as another
+// controller left them, and keeps them.
+func (m *ACMEManager) recover(ctx context.Context, st *acmeLB, lb *specs.LoadBalancer, hosts []string) {
 	for _, r := range Replicas(lb) {
 		for _, pemData := range m.Applier.servedCerts(ctx, r) {
 			leaf := leafOf(pemData)
-			if leaf == nil || !slices.Equal(leaf.DNSNames, []string{host}) || leaf.IsCA ||
+			if leaf == nil || len(leaf.DNSNames) != 1 || !slices.Contains(hosts, leaf.DNSNames[0]) ||
 				leaf.Issuer.String() == leaf.Subject.String() {
 				continue
 			}
-			c := &acme.Certificate{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}
-			if !acme.NextRenewal(c, m.now(), nil).After(m.now()) {
+			host := leaf.DNSNames[0]
+			if !acme.NextRenewal(&acme.Certificate{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}, m.now(), nil).After(m.now()) {
 				continue
 			}
-			crt, err := st.client.Import(name, []string{host}, pemData)
-			if err == nil {
-				return crt
+			crt, err := st.client.Import(acmeCertName(lb.Metadata.Name, host), []string{host}, pemData)
+			if err != nil {
+				continue
 			}
+			st.mu.Lock()
+			if st.certs[host] == nil {
+				st.certs[host] = crt
+				st.hostSt[host].recovered = true
+				st.hostSt[host].next = acme.NextRenewal(crt, m.now(), nil)
+			}
+			st.mu.Unlock()
+			hosts = slices.DeleteFunc(hosts, func(h string) bool { return h == host })
+		}
+		if len(hosts) == 0 {
+			return
 		}
 	}
-	return nil
 }

@@ -32,6 +32,8 @@ type CertStatus struct {
 	Hosts    []string  `json:"hosts,omitempty"`
 	Issuer   string    `json:"issuer,omitempty"`
 	NotAfter time.Time `json:"notAfter,omitzero"`
+	// NotBefore is the start of its validity.
+	NotBefore time.Time `json:"notBefore,omitzero"`
 	// NextRenewal is when an ACME certificate is renewed next.
 	NextRenewal time.Time `json:"nextRenewal,omitzero"`
 	// Error is why the last ACME order for it failed (the one held, if
@@ -59,7 +61,7 @@ func certStatuses(certs []haproxy.CertFile, sources []certSource) []CertStatus {
 			if s.Issuer == "" {
 				s.Issuer = leaf.Issuer.String()
 			}
-			s.NotAfter = leaf.NotAfter.UTC()
+			s.NotAfter, s.NotBefore = leaf.NotAfter.UTC(), leaf.NotBefore.UTC()
 		}
 		out = append(out, s)
 	}
@@ -92,11 +94,21 @@ func leafDER(pemData []byte) []byte {
 	}
 }
 
+// expiringWithin is CertificateExpiringWithin, or a third of a shorter
+// lifetime (a 6-day ACME certificate is renewed at two thirds of it, and is
+// not "expiring" for its whole life).
+func expiringWithin(c CertStatus) time.Duration {
+	if c.NotBefore.IsZero() {
+		return CertificateExpiringWithin
+	}
+	return min(CertificateExpiringWithin, c.NotAfter.Sub(c.NotBefore)/3)
+}
+
 // expiringCondition is ConditionCertificateExpiring for certs at now.
 func expiringCondition(certs []CertStatus, now time.Time, generation int64) Condition {
 	var soon []string
 	for _, c := range certs {
-		if !c.NotAfter.IsZero() && c.NotAfter.Sub(now) < CertificateExpiringWithin {
+		if !c.NotAfter.IsZero() && c.NotAfter.Sub(now) < expiringWithin(c) {
 			soon = append(soon, fmt.Sprintf("%s (%s) expires %s", c.Name, strings.Join(c.Hosts, ", "), c.NotAfter.Format(time.RFC3339)))
 		}
 	}

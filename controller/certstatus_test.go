@@ -47,6 +47,8 @@ func TestExpiringCondition(t *testing.T) {
 		{"one within 14 days", []CertStatus{c("a", 60*24*time.Hour), c("b", 13*24*time.Hour)}, "True", []string{"b"}},
 		{"one expired", []CertStatus{c("a", -time.Hour)}, "True", []string{"a"}},
 		{"expiry unknown", []CertStatus{{Name: "x"}}, "False", nil},
+		{"6-day certificate before its renewal time", []CertStatus{{Name: "s", NotBefore: now.Add(-3 * 24 * time.Hour), NotAfter: now.Add(3 * 24 * time.Hour)}}, "False", nil},
+		{"6-day certificate past its renewal time", []CertStatus{{Name: "s", Hosts: []string{"s.example.org"}, NotBefore: now.Add(-5 * 24 * time.Hour), NotAfter: now.Add(24 * time.Hour)}}, "True", []string{"s"}},
 	} {
 		got := expiringCondition(tc.certs, now, 3)
 		if got.Status != tc.status || got.Type != ConditionCertificateExpiring || got.ObservedGeneration != 3 {

@@ -1,15 +1,14 @@
 package controller
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -31,7 +30,7 @@ type certSource struct {
 // bind TLS with an empty crt-list; it serves until the first ACME
 // certificate replaces it). pending are the ACME hosts with no certificate
 // yet, for the status.
-func (a *Applier) desiredCerts(lb *specs.LoadBalancer) (pems [][]byte, sources []certSource, pending []CertStatus, err error) {
+func (a *Applier) desiredCerts(ctx context.Context, lb *specs.LoadBalancer) (pems [][]byte, sources []certSource, pending []CertStatus, err error) {
 	t := lb.Spec.Frontend.TLS
 	if t == nil {
 		return nil, nil, nil, nil
@@ -45,7 +44,7 @@ func (a *Applier) desiredCerts(lb *specs.LoadBalancer) (pems [][]byte, sources [
 	if t.ACME == nil {
 		return pems, sources, nil, nil
 	}
-	if err := a.ACME.Prepare(lb); err != nil {
+	if err := a.ACME.Prepare(ctx, lb); err != nil {
 		return nil, nil, nil, err
 	}
 	for _, c := range a.ACME.Certificates(lb) {
@@ -79,10 +78,12 @@ func (a *Applier) placeholder(lb *specs.LoadBalancer) ([]byte, error) {
 	var path string
 	if a.StateDir != "" {
 		path = filepath.Join(a.StateDir, "placeholder", name+".pem")
-		if data, err := specs.LoadCertificate(path); err == nil {
-			a.placeholders.set(name, data)
-			return data, nil
-		} else if !errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(path); err == nil {
+			data, err := specs.LoadCertificate(path)
+			if err == nil {
+				a.placeholders.set(name, data)
+				return data, nil
+			}
 			a.Log.Info("placeholder certificate unusable; making a new one", "lb", name, "error", err.Error())
 		}
 	}

@@ -28,6 +28,14 @@
 // does (MemberWatch): their instances leave their pools, and no pass waits
 // on them.
 //
+// Certificates: certs.go observes, plans and applies them (runtime API, or
+// staged for a reload); desiredcerts.go says which a pass serves (files,
+// then ACME, else a self-signed placeholder); certstatus.go describes them.
+// acme.go (ACMEManager) is the one owner of ACME certificates: it orders
+// and renews them outside the passes, through package acme, and answers
+// HTTP-01 through the LB's HAProxy map (acmeresponder.go); a pass only
+// reads what it holds and never waits on the CA.
+//
 // A dry run is a pass without Execute and Record. runtimeapi.go picks the
 // route to HAProxy's sockets (host-side proxy device, or exec in the
 // instance); neighbours.go clears the LB's stale neighbour entries of

@@ -189,7 +189,7 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 		}
 		p.generation = gen
 	}
-	pems, sources, pending, err := a.desiredCerts(lb)
+	pems, sources, pending, err := a.desiredCerts(ctx, lb)
 	certs := haproxy.CertFiles(lb, haproxy.Options{}, pems)
 	if lb.Spec.Frontend.TLS != nil && err == nil {
 		p.certStatus = append(certStatuses(certs, sources), pending...)
