@@ -314,13 +314,9 @@ func acmeLoadDuring(roots *x509.CertPool, act func(), done func() bool) []string
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := clients[host].Get("https://" + host + "/")
+			err := answered200(clients[host].Get("https://" + host + "/"))
 			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return
-				}
-				err = fmt.Errorf("status %d", resp.StatusCode)
+				return
 			}
 			mu.Lock()
 			failed = append(failed, host+": "+err.Error())

@@ -343,13 +343,9 @@ func loadDuring(lb, slowPath string, act func(), done func() bool) []string {
 		wg.Add(1)
 		go func(sent time.Time) {
 			defer wg.Done()
-			resp, err := c.Get("http://" + addr + path)
+			err := answered200(c.Get("http://" + addr + path))
 			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return
-				}
-				err = fmt.Errorf("status %d", resp.StatusCode)
+				return
 			}
 			mu.Lock()
 			// When it was sent and when it failed, relative to the act,
@@ -362,4 +358,17 @@ func loadDuring(lb, slowPath string, act func(), done func() bool) []string {
 	}
 	wg.Wait()
 	return failed
+}
+
+// answered200 is nil for a 200 answer, else the error or the status; it
+// closes the body.
+func answered200(resp *http.Response, err error) error {
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
 }
