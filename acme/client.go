@@ -17,11 +17,18 @@ import (
 	"github.com/go-acme/lego/v5/acme/api"
 	"github.com/go-acme/lego/v5/certificate"
 	"github.com/go-acme/lego/v5/challenge"
+	"github.com/go-acme/lego/v5/challenge/dns01"
 	"github.com/go-acme/lego/v5/lego"
 	legolog "github.com/go-acme/lego/v5/log"
 	"github.com/go-acme/lego/v5/registration"
 	"github.com/go-logr/logr"
 )
+
+// DNS01Options is what a DNS-01 provider may also implement: options of
+// lego's DNS-01 challenge, such as how to check that a record is in place.
+type DNS01Options interface {
+	DNS01Options() []dns01.ChallengeOption
+}
 
 // userAgent goes before lego's own in the User-Agent header.
 const userAgent = "incuslb"
@@ -230,7 +237,11 @@ func (c *Client) obtain(ctx context.Context, name string, hosts []string, http R
 	if http != nil {
 		err = lc.Challenge.SetHTTP01Provider(&httpProvider{r: http, timeout: c.cfg.httpTimeout()})
 	} else {
-		err = lc.Challenge.SetDNS01Provider(dns)
+		var opts []dns01.ChallengeOption
+		if o, ok := dns.(DNS01Options); ok {
+			opts = o.DNS01Options()
+		}
+		err = lc.Challenge.SetDNS01Provider(dns, opts...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("acme: obtain %s: %w", name, err)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-acme/lego/v5/challenge"
 	"github.com/go-logr/logr"
 
 	"github.com/incuslb/incuslb/acme"
@@ -65,6 +66,7 @@ type acmeLB struct {
 
 	mu      sync.Mutex
 	lb      *specs.LoadBalancer // the latest spec, for the responder
+	files   specs.ACMEFiles     // its files' content (the TSIG key)
 	hosts   []string
 	certs   map[string]*acme.Certificate // by host
 	hostSt  map[string]*acmeHost
@@ -131,20 +133,17 @@ func (m *ACMEManager) Certificates(lb *specs.LoadBalancer) []ACMECert {
 // Pending are the LB's hosts with no certificate yet, each with its last
 // error ("" before the first order ends).
 func (m *ACMEManager) Pending(lb *specs.LoadBalancer) map[string]string {
-	if m == nil || m.ServeOnly {
-		out := map[string]string{}
-		for _, h := range lb.Spec.ACMEHosts() {
-			out[h] = "not ordered: only incuslb run orders ACME certificates"
-		}
-		return out
-	}
-	m.mu.Lock()
-	st := m.lbs[lb.Metadata.Name]
-	m.mu.Unlock()
+	const serveOnly = "not ordered: only incuslb run orders ACME certificates"
 	out := map[string]string{}
+	var st *acmeLB
+	if m != nil {
+		m.mu.Lock()
+		st = m.lbs[lb.Metadata.Name]
+		m.mu.Unlock()
+	}
 	if st == nil {
 		for _, h := range lb.Spec.ACMEHosts() {
-			out[h] = ""
+			out[h] = serveOnly
 		}
 		return out
 	}
@@ -153,6 +152,9 @@ func (m *ACMEManager) Pending(lb *specs.LoadBalancer) map[string]string {
 	for _, h := range st.hosts {
 		if st.certs[h] == nil {
 			out[h] = st.hostSt[h].lastError
+			if m.ServeOnly {
+				out[h] = serveOnly
+			}
 		}
 	}
 	return out
@@ -210,7 +212,7 @@ func (m *ACMEManager) Prepare(ctx context.Context, lb *specs.LoadBalancer) error
 		}
 	}
 	st.mu.Lock()
-	st.lb = lb
+	st.lb, st.files = lb, files
 	st.hosts = lb.Spec.ACMEHosts()
 	var missing []string
 	for _, h := range st.hosts {
@@ -365,7 +367,7 @@ func (m *ACMEManager) due(st *acmeLB) (string, time.Duration) {
 // order obtains or renews host's certificate, and schedules the next.
 func (m *ACMEManager) order(ctx context.Context, st *acmeLB, host string) {
 	st.mu.Lock()
-	lb, old, hs := st.lb, st.certs[host], st.hostSt[host]
+	lb, old, hs, files := st.lb, st.certs[host], st.hostSt[host], st.files
 	st.mu.Unlock()
 	name := acmeCertName(lb.Metadata.Name, host)
 	log := m.Log.WithValues("lb", lb.Metadata.Name, "host", host)
@@ -378,16 +380,28 @@ func (m *ACMEManager) order(ctx context.Context, st *acmeLB, host string) {
 	var crt *acme.Certificate
 	var err error
 	kind := "renew"
-	resp := &lbResponder{a: m.Applier, lb: lb}
+	var resp acme.Responder
+	var solver challenge.Provider
+	if u := lb.Spec.Frontend.TLS.ACME.DNSUpdate; lb.Spec.Frontend.TLS.ACME.Challenge == specs.ChallengeDNS01 && u != nil {
+		s, serr := newDNSUpdateSolver(u, files.TSIG)
+		if serr != nil {
+			err = serr
+		} else {
+			solver = s
+		}
+	} else {
+		resp = &lbResponder{a: m.Applier, lb: lb}
+	}
 	switch {
+	case err != nil:
 	case old == nil:
 		kind = "obtain"
-		crt, err = st.client.Obtain(octx, name, []string{host}, resp, nil)
+		crt, err = st.client.Obtain(octx, name, []string{host}, resp, solver)
 	case hs.recovered:
 		// Maybe another account's: ordered anew, not as a replacement.
-		crt, err = st.client.Obtain(octx, name, []string{host}, resp, nil)
+		crt, err = st.client.Obtain(octx, name, []string{host}, resp, solver)
 	default:
-		crt, err = st.client.Renew(octx, old, resp, nil)
+		crt, err = st.client.Renew(octx, old, resp, solver)
 	}
 	if ctx.Err() != nil {
 		return // forgotten meanwhile

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,7 +174,57 @@ var _ = Describe("ACME certificates through the LB, against Pebble", Ordered, fu
 		Expect(out).To(ContainSubstring("last order failed"))
 		GinkgoWriter.Println(out)
 	})
+
+	It("5. obtains a wildcard certificate over DNS-01 through bind9 (RFC 2136 updates signed with TSIG)", func() {
+		pebble("up") // after the outage: bind9 and the DNS-01 Pebble too
+		key, err := os.ReadFile(filepath.Join(repoRoot(), ".cache", "pebble", "bind", "tsig.key"))
+		Expect(err).NotTo(HaveOccurred())
+		keyFile := filepath.Join(workDir, "tsig.key")
+		Expect(os.WriteFile(keyFile, key, 0o600)).To(Succeed())
+		spec := fmt.Sprintf(acmeDNSSpecTemplate, project, filepath.Join(workDir, "pebble-ca.pem"), keyFile)
+		Expect(os.WriteFile(filepath.Join(specDir, "acme-dns.yaml"), []byte(withImage(spec)), 0o644)).To(Succeed())
+		roots := pebbleRoots("dns")
+		const name = "anything.w.dns01.e2e.test"
+		served := func() error {
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ipv4("e2e-acme-dns-lb")+":443",
+				&tls.Config{ServerName: name, RootCAs: roots})
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			if got := conn.ConnectionState().PeerCertificates[0].DNSNames; len(got) != 1 || got[0] != "*.w.dns01.e2e.test" {
+				return fmt.Errorf("served names %v", got)
+			}
+			return nil
+		}
+		Eventually(served, 3*time.Minute, 2*time.Second).Should(Succeed(), ctl.log.String())
+		secret := strings.SplitN(strings.SplitN(string(key), `secret "`, 2)[1], `"`, 2)[0]
+		Expect(secret).NotTo(BeEmpty())
+		Expect(ctl.log.String()).NotTo(ContainSubstring(secret), "the TSIG secret is never logged")
+	})
 })
+
+const acmeDNSSpecTemplate = `apiVersion: incuslb/v1alpha1
+kind: LoadBalancer
+metadata:
+  name: e2e-acme-dns
+spec:
+  instance: {name: e2e-acme-dns-lb, project: %[1]s, image: lb-haproxy}
+  frontend:
+    tls:
+      acme:
+        directory: https://127.0.0.1:14001/dir
+        caBundle: %[2]s
+        hosts: ['*.w.dns01.e2e.test']
+        challenge: dns-01
+        dnsUpdate: {nameserver: '127.0.0.1:8054', tsigKeyFile: %[3]s}
+  routes:
+    - {pool: acme_pool}
+  pools:
+    - name: acme_pool
+      selector: {user.role: acme}
+      port: 8080
+`
 
 // repoRoot is the repository's top directory (the suite runs in e2e/).
 func repoRoot() string {
@@ -190,10 +241,11 @@ func pebble(args ...string) {
 	Expect(err).NotTo(HaveOccurred(), "hack/pebble.sh %v: %s", args, out)
 }
 
-// pebbleRoots is the pool of Pebble's issuing root (new at each start).
-func pebbleRoots() *x509.CertPool {
+// pebbleRoots is the pool of Pebble's issuing root (new at each start);
+// "dns" for the DNS-01 Pebble's.
+func pebbleRoots(which ...string) *x509.CertPool {
 	GinkgoHelper()
-	out, err := exec.Command("bash", filepath.Join(repoRoot(), "hack", "pebble.sh"), "roots").Output()
+	out, err := exec.Command("bash", append([]string{filepath.Join(repoRoot(), "hack", "pebble.sh"), "roots"}, which...)...).Output()
 	Expect(err).NotTo(HaveOccurred())
 	pool := x509.NewCertPool()
 	Expect(pool.AppendCertsFromPEM(out)).To(BeTrue())

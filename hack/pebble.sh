@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# pebble.sh up|down|status|add-a HOST IP|clear-a HOST|roots: a local ACME test
-# CA for the e2e suite: Pebble, resolving through pebble-challtestsrv, which
-# serves only DNS (hosts added with add-a; nothing else resolves). Both listen
-# on 127.0.0.1 only; Pebble validates HTTP-01 on port 80 and TLS-ALPN-01 on
-# 443 of the address add-a gave. Idempotent: `up` on a CA running with the same
-# settings only prints the summary. Binaries, config and logs: .cache/pebble.
+# pebble.sh up|down|status|add-a HOST IP|clear-a HOST|roots [dns]: local ACME
+# test CAs for the e2e suite, all on 127.0.0.1 only:
+# - Pebble (:14000), resolving through pebble-challtestsrv (:8053), which
+#   serves only DNS (hosts added with add-a; nothing else resolves); Pebble
+#   validates HTTP-01 on port 80 and TLS-ALPN-01 on 443 of the address add-a
+#   gave.
+# - for DNS-01: Debian's bind9 (named, :8054), authoritative for the zone
+#   dns01.e2e.test and taking RFC 2136 updates signed with the TSIG key in
+#   .cache/pebble/bind/tsig.key, and a second Pebble (:14001) that resolves
+#   through it. `roots dns` prints that one's issuing root.
+# Idempotent: `up` on CAs running with the same settings only prints the
+# summary. Binaries, config and logs: .cache/pebble.
 # Pebble keeps all in memory: each (re)start makes a new issuing root (see
 # `roots`); a challtestsrv restart forgets the hosts.
 set -euo pipefail
@@ -25,6 +31,12 @@ PEBBLE_CMD=("$DIR/bin/pebble" -config "$DIR/pebble-config.json" -dnsserver "$DNS
 # and ::1 otherwise, and Pebble dials the first address, AAAA answers first.
 CHALL_CMD=("$DIR/bin/pebble-challtestsrv" -http01= -https01= -tlsalpn01= -doh=
   -dnsserver "$DNS" -management "$DNSMGMT" -defaultIPv4= -defaultIPv6=)
+# DNS-01: bind9 and the Pebble that resolves through it.
+BIND=$DIR/bind NAMED_ADDR=127.0.0.1 NAMED_PORT=8054 ZONE=dns01.e2e.test
+ACME_DNS=127.0.0.1:14001 MGMT_DNS=127.0.0.1:15001
+NAMED=incuslb-named PEBBLE_DNS=incuslb-pebble-dns
+NAMED_CMD=(/usr/sbin/named -f -u bind -c "$BIND/named.conf")
+PEBBLE_DNS_CMD=("$DIR/bin/pebble" -config "$DIR/pebble-dns-config.json" -dnsserver "$NAMED_ADDR:$NAMED_PORT")
 
 log() { printf 'pebble: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -73,13 +85,73 @@ config() { # rewritten only when it changes, so start() sees a change by its has
 EOF
 )
   [ "$(cat "$DIR/pebble-config.json" 2>/dev/null)" = "$new" ] || printf '%s\n' "$new" >"$DIR/pebble-config.json"
+  new=${new/$ACME/$ACME_DNS}
+  new=${new/$MGMT/$MGMT_DNS}
+  [ "$(cat "$DIR/pebble-dns-config.json" 2>/dev/null)" = "$new" ] || printf '%s\n' "$new" >"$DIR/pebble-dns-config.json"
+}
+
+# bind9: Debian's package, installed without starting its own service (it
+# would take port 53 beside Incus's dnsmasq), and a config of our own.
+bind9() {
+  if [ ! -x /usr/sbin/named ]; then
+    log "installing bind9"
+    local policy=/usr/sbin/policy-rc.d made=
+    [ -e $policy ] || { printf '#!/bin/sh\nexit 101\n' >$policy; chmod +x $policy; made=1; }
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bind9 bind9-dnsutils >/dev/null
+    [ -z "$made" ] || rm -f $policy
+    if has_systemd; then systemctl disable --now named >/dev/null 2>&1 || true; fi
+  fi
+  mkdir -p "$BIND"
+  [ -s "$BIND/tsig.key" ] || printf 'key "incuslb-e2e" {\n\talgorithm hmac-sha256;\n\tsecret "%s";\n};\n' \
+    "$(head -c 32 /dev/urandom | base64)" >"$BIND/tsig.key"
+  chmod 0640 "$BIND/tsig.key"
+  local conf
+  conf=$(cat <<EOF
+options {
+  directory "$BIND";
+  pid-file "$BIND/named.pid";
+  listen-on port $NAMED_PORT { $NAMED_ADDR; };
+  listen-on-v6 { none; };
+  recursion no;
+  allow-query { 127.0.0.1; };
+  dnssec-validation no;
+};
+include "$BIND/tsig.key";
+zone "$ZONE" {
+  type primary;
+  file "$BIND/$ZONE.zone";
+  update-policy { grant incuslb-e2e zonesub TXT; };
+};
+EOF
+)
+  [ "$(cat "$BIND/named.conf" 2>/dev/null)" = "$conf" ] || printf '%s\n' "$conf" >"$BIND/named.conf"
+  # The zone starts empty of TXT records at each start (the journal goes).
+  if ! active "$NAMED"; then
+    rm -f "$BIND/$ZONE.zone.jnl"
+    printf '$TTL 60\n@ IN SOA ns.%s. hostmaster.%s. 1 60 60 600 60\n@ IN NS ns.%s.\nns IN A 127.0.0.1\n' \
+      "$ZONE" "$ZONE" "$ZONE" >"$BIND/$ZONE.zone"
+  fi
+  chown -R bind:bind "$BIND"
+}
+
+wait_dns() { # until named answers the zone's SOA
+  for _ in $(seq 100); do
+    [ -n "$(dig +short +time=1 +tries=1 -p "$NAMED_PORT" @"$NAMED_ADDR" SOA "$ZONE" 2>/dev/null)" ] && return
+    active "$NAMED" || break
+    sleep 0.2
+  done
+  log "$NAMED does not answer for $ZONE; the end of $DIR/$NAMED.log:"
+  tail -15 "$DIR/$NAMED.log" >&2 || true
+  exit 1
 }
 
 active() {
   if has_systemd; then systemctl is-active --quiet "$1"; return; fi
   local pid
   pid=$(cat "$DIR/run/$1.pid" 2>/dev/null) || return 1
-  [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$DIR/bin/"* ]] # not a reused pid
+  local exe
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+  [[ $exe == "$DIR/bin/"* || $exe == /usr/sbin/named ]] # not a reused pid
 }
 
 stop() {
@@ -132,7 +204,10 @@ wait_for() { # UNIT URL: until URL answers (any HTTP status) or UNIT dies
 }
 
 post() { curl -fsS --max-time 5 -X POST -d "$2" "http://$DNSMGMT/$1"; }
-summary() { printf 'pebble: directory %s ca %s dns %s\n' "$URL" "$CA" "$DNS"; }
+summary() {
+  printf 'pebble: directory %s ca %s dns %s\n' "$URL" "$CA" "$DNS"
+  printf 'pebble: dns-01 directory https://%s/dir, bind9 %s:%s (zone %s, key %s)\n' "$ACME_DNS" "$NAMED_ADDR" "$NAMED_PORT" "$ZONE" "$BIND/tsig.key"
+}
 
 mkdir -p "$DIR/bin" "$DIR/run"
 case ${1:-} in
@@ -140,13 +215,18 @@ up)
   need_curl; build; certs; config
   start "$CHALL" -- "${CHALL_CMD[@]}"
   start "$PEBBLE" "${PEBBLE_ENV[@]}" -- "${PEBBLE_CMD[@]}"
+  bind9
+  start "$NAMED" -- "${NAMED_CMD[@]}"
+  start "$PEBBLE_DNS" "${PEBBLE_ENV[@]}" -- "${PEBBLE_DNS_CMD[@]}"
   wait_for "$CHALL" "http://$DNSMGMT/"
   wait_for "$PEBBLE" "$URL"
+  wait_dns
+  wait_for "$PEBBLE_DNS" "https://$ACME_DNS/dir"
   summary ;;
-down) stop "$PEBBLE"; stop "$CHALL" ;;
-status) # exits 1 unless both run
+down) stop "$PEBBLE"; stop "$CHALL"; stop "$PEBBLE_DNS"; stop "$NAMED" ;;
+status) # exits 1 unless all run
   rc=0
-  for u in "$PEBBLE" "$CHALL"; do
+  for u in "$PEBBLE" "$CHALL" "$NAMED" "$PEBBLE_DNS"; do
     if active "$u"; then log "$u active"; else log "$u inactive"; rc=1; fi
   done
   summary; exit $rc ;;
@@ -159,6 +239,8 @@ add-a) # challtestsrv appends to a host's addresses and matches names
 clear-a)
   [ $# -eq 2 ] || die "usage: $0 clear-a HOST"
   need_curl; post clear-a "{\"host\":\"${2,,}\"}" ;;
-roots) need_curl; curl -fsS --max-time 5 --cacert "$CA" "https://$MGMT/roots/0" ;;
-*) die "usage: $0 up|down|status|add-a HOST IP|clear-a HOST|roots" ;;
+roots) need_curl
+  m=$MGMT; [ "${2:-}" != dns ] || m=$MGMT_DNS
+  curl -fsS --max-time 5 --cacert "$CA" "https://$m/roots/0" ;;
+*) die "usage: $0 up|down|status|add-a HOST IP|clear-a HOST|roots [dns]" ;;
 esac

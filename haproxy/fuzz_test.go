@@ -203,6 +203,10 @@ func genLoadBalancer(c *chooser) *specs.LoadBalancer {
 				Challenge: pick(c, "challenge", "", "http-01", "dns-01"),
 				KeyType:   pick(c, "keyType", "", "ec384", "ed25519"),
 			}
+			if pick(c, "dnsUpdate", false, true) {
+				a.DNSUpdate = &specs.DNSUpdateSpec{Nameserver: pick(c, "nameserver", "127.0.0.1:8054", "", "ns.example.org:0"),
+					TSIGKeyFile: pick(c, "tsigKeyFile", "/etc/incuslb/tsig.key", ""), Zone: pick(c, "zone", "", "example.org", "a b")}
+			}
 			if pick(c, "eab", false, true) {
 				a.EAB = &specs.ACMEEAB{KID: pick(c, "kid", "kid-1", ""), HMACKeyFile: pick(c, "hmacKeyFile", "/etc/incuslb/eab", "")}
 			}
@@ -316,7 +320,7 @@ func TestGeneratorCoversEveryField(t *testing.T) {
 	}
 	walk(reflect.TypeOf(specs.LoadBalancer{}))
 	seen := map[string]bool{}
-	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "certificates": 1, "acme": 1, "eab": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
+	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "certificates": 1, "acme": 1, "eab": 1, "dnsUpdate": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
 		var out []byte
 		genLoadBalancer(&chooser{force: force, record: &out, labels: seen})
 	}

@@ -3,12 +3,15 @@ package specs
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/mail"
 	"net/url"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -32,10 +35,15 @@ type ACMESpec struct {
 	// Hosts are the names to certify: a list, or "fromRoutes" for every
 	// routes[].host.
 	Hosts ACMEHosts `json:"hosts"`
-	// Challenge is how the CA checks control of a host: http-01 (the only
-	// one so far; the CA fetches /.well-known/acme-challenge/ from the
-	// LB's HTTP port, which must be reachable as port 80 of each host).
+	// Challenge is how the CA checks control of a host: http-01 (the
+	// default; the CA fetches /.well-known/acme-challenge/ from the LB's
+	// HTTP port, which must be reachable as port 80 of each host) or
+	// dns-01 (a TXT record put through DNSUpdate: wildcards, and hosts the
+	// CA cannot reach).
 	Challenge string `json:"challenge,omitempty"`
+	// DNSUpdate is where dns-01 puts its TXT records: RFC 2136 dynamic
+	// updates signed with TSIG, which BIND, Knot and PowerDNS accept.
+	DNSUpdate *DNSUpdateSpec `json:"dnsUpdate,omitempty"`
 	// EAB is the external account binding some CAs ask for.
 	EAB *ACMEEAB `json:"eab,omitempty"`
 	// KeyType is the certificates' key: ec256 (default), ec384, rsa2048
@@ -50,6 +58,21 @@ type ACMEEAB struct {
 	// HMACKeyFile is a file on the controller host holding the HMAC key
 	// (base64url, as the CA gave it). Relative to the spec file.
 	HMACKeyFile string `json:"hmacKeyFile"`
+}
+
+// DNSUpdateSpec is an authoritative DNS server that takes RFC 2136 updates.
+type DNSUpdateSpec struct {
+	// Nameserver is host:port (port 53 by default) of the server that is
+	// authoritative for the hosts' zone and takes the updates. It is also
+	// asked whether a record is in place before the CA is.
+	Nameserver string `json:"nameserver"`
+	// TSIGKeyFile is a file on the controller host holding the TSIG key in
+	// BIND's form (what tsig-keygen prints: key "NAME" { algorithm ...;
+	// secret "..."; };). Relative to the spec file.
+	TSIGKeyFile string `json:"tsigKeyFile"`
+	// Zone is the zone to update; default: the one whose SOA the
+	// nameserver gives for the record.
+	Zone string `json:"zone,omitempty"`
 }
 
 // ACMEHosts is a list of hosts, or every route's host (fromRoutes).
@@ -96,6 +119,7 @@ const (
 	LetsEncryptStaging    = "https://acme-staging-v02.api.letsencrypt.org/directory"
 	LetsEncryptProduction = "https://acme-v02.api.letsencrypt.org/directory"
 	ChallengeHTTP01       = "http-01"
+	ChallengeDNS01        = "dns-01"
 	DefaultACMEKeyType    = "ec256"
 	// MaxACMEHosts bounds the hosts of one LoadBalancer: each is an order
 	// at the CA, and Let's Encrypt allows 300 new orders per 3 hours.
@@ -161,8 +185,25 @@ func validateACME(e *errs, s *LoadBalancerSpec) {
 			e.add(p+".email", "must be a bare e-mail address, not %q", a.Email)
 		}
 	}
-	if a.Challenge != "" && a.Challenge != ChallengeHTTP01 {
-		e.add(p+".challenge", "must be %s, not %q (dns-01 is not implemented yet)", ChallengeHTTP01, a.Challenge)
+	dns01 := a.Challenge == ChallengeDNS01
+	if a.Challenge != "" && a.Challenge != ChallengeHTTP01 && !dns01 {
+		e.add(p+".challenge", "must be %s or %s, not %q", ChallengeHTTP01, ChallengeDNS01, a.Challenge)
+	}
+	switch u := a.DNSUpdate; {
+	case dns01 && u == nil:
+		e.add(p+".dnsUpdate", "is required with challenge: dns-01 (the server that takes the TXT records)")
+	case !dns01 && u != nil:
+		e.add(p+".dnsUpdate", "is used only with challenge: dns-01")
+	case u != nil:
+		if why := nameserverProblem(u.Nameserver); why != "" {
+			e.add(p+".dnsUpdate.nameserver", "%s", why)
+		}
+		if u.TSIGKeyFile == "" {
+			e.add(p+".dnsUpdate.tsigKeyFile", "is required: updates are signed (TSIG)")
+		}
+		if u.Zone != "" && (!validHost(strings.TrimSuffix(u.Zone, ".")) || !strings.Contains(u.Zone, ".")) {
+			e.add(p+".dnsUpdate.zone", "must be a DNS name, not %q", u.Zone)
+		}
 	}
 	if a.KeyType != "" && !slices.Contains(acmeKeyTypes, a.KeyType) {
 		e.add(p+".keyType", "must be one of %s, not %q", strings.Join(acmeKeyTypes, ", "), a.KeyType)
@@ -190,9 +231,9 @@ func validateACME(e *errs, s *LoadBalancerSpec) {
 	for i, h := range a.Hosts.List {
 		path := fmt.Sprintf("%s.hosts[%d]", p, i)
 		switch {
-		case strings.HasPrefix(h, "*."):
+		case strings.HasPrefix(h, "*.") && !dns01:
 			e.add(path, "%q is a wildcard, which needs the dns-01 challenge", h)
-		case !validHost(h) || !strings.Contains(h, ".") || net.ParseIP(h) != nil:
+		case !validHost(strings.TrimPrefix(h, "*.")) || !strings.Contains(h, ".") || net.ParseIP(h) != nil:
 			e.add(path, "must be a fully qualified DNS name (ASCII letters, digits, '-' and '.'), not %q", h)
 		}
 		if j, dup := seen[strings.ToLower(h)]; dup {
@@ -206,12 +247,19 @@ func validateACME(e *errs, s *LoadBalancerSpec) {
 type ACMEFiles struct {
 	CABundle []byte // nil for the host's roots
 	HMACKey  string // "" without EAB
+	TSIG     *TSIGKey
+}
+
+// TSIGKey is a TSIG key as BIND's key clause gives it.
+type TSIGKey struct {
+	Name, Algorithm, Secret string
 }
 
 // Caps on the ACME files: a CA bundle and an EAB key.
 const (
 	MaxCABundleFile = 1 << 20
 	MaxHMACKeyFile  = 4 << 10
+	MaxTSIGKeyFile  = 4 << 10
 )
 
 // LoadACMEFiles reads the CA bundle and the EAB key file of a, each a
@@ -249,5 +297,57 @@ func LoadACMEFiles(a *ACMESpec, root string) (ACMEFiles, *FieldError) {
 		}
 		out.HMACKey = string(bytes.TrimSpace(data))
 	}
+	if u := a.DNSUpdate; u != nil && u.TSIGKeyFile != "" {
+		data, err := read(u.TSIGKeyFile, MaxTSIGKeyFile)
+		if err == nil {
+			out.TSIG, err = parseTSIGKey(u.TSIGKeyFile, data)
+		}
+		if err != nil {
+			return out, &FieldError{Path: "spec.frontend.tls.acme.dnsUpdate.tsigKeyFile", Reason: err.Error()}
+		}
+	}
 	return out, nil
+}
+
+// tsigClause matches BIND's key clause: key "NAME" { algorithm ALG;
+// secret "BASE64"; }; (in either order).
+var (
+	tsigName      = regexp.MustCompile(`(?s)\bkey\s+"?([A-Za-z0-9._-]+)"?\s*\{`)
+	tsigAlgorithm = regexp.MustCompile(`(?s)\balgorithm\s+"?([A-Za-z0-9.-]+)"?\s*;`)
+	tsigSecret    = regexp.MustCompile(`(?s)\bsecret\s+"([A-Za-z0-9+/=]+)"\s*;`)
+)
+
+// parseTSIGKey reads a key clause; errors never quote the secret.
+func parseTSIGKey(path string, data []byte) (*TSIGKey, error) {
+	n, a, s := tsigName.FindSubmatch(data), tsigAlgorithm.FindSubmatch(data), tsigSecret.FindSubmatch(data)
+	if n == nil || a == nil || s == nil {
+		return nil, fmt.Errorf("%s is not a TSIG key in BIND's form (key \"NAME\" { algorithm hmac-sha256; secret \"...\"; };), as tsig-keygen prints", path)
+	}
+	alg := strings.ToLower(strings.TrimSuffix(string(a[1]), "."))
+	if !slices.Contains([]string{"hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512"}, alg) {
+		return nil, fmt.Errorf("%s: algorithm %q is not one of hmac-sha1, hmac-sha224, hmac-sha256, hmac-sha384, hmac-sha512", path, alg)
+	}
+	if _, err := base64.StdEncoding.DecodeString(string(s[1])); err != nil {
+		return nil, fmt.Errorf("%s: the secret is not base64", path)
+	}
+	return &TSIGKey{Name: string(n[1]), Algorithm: alg, Secret: string(s[1])}, nil
+}
+
+// nameserverProblem says what is wrong with a dnsUpdate nameserver
+// (host or host:port), or "".
+func nameserverProblem(ns string) string {
+	if ns == "" {
+		return "is required (host:port of the authoritative server)"
+	}
+	host, port := ns, "53"
+	if h, p, err := net.SplitHostPort(ns); err == nil {
+		host, port = h, p
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("port must be between 1 and 65535, not %q", port)
+	}
+	if net.ParseIP(host) == nil && !validHost(host) {
+		return fmt.Sprintf("must be an address or DNS name with an optional :port, not %q", ns)
+	}
+	return ""
 }

@@ -42,7 +42,13 @@ func TestACME(t *testing.T) {
 			`spec.frontend.tls.acme.production: cannot be combined with directory ("https://ca.example/dir")`},
 		{"http directory", "{hosts: [a.example.org], directory: 'http://ca.example/dir'}", nil, "", `spec.frontend.tls.acme.directory: must be an https:// URL, not "http://ca.example/dir"`},
 		{"email", "{hosts: [a.example.org], email: 'Ops <ops@example.org>'}", nil, "", `spec.frontend.tls.acme.email: must be a bare e-mail address`},
-		{"dns-01", "{hosts: [a.example.org], challenge: dns-01}", nil, "", `spec.frontend.tls.acme.challenge: must be http-01, not "dns-01" (dns-01 is not implemented yet)`},
+		{"dns-01 without a server", "{hosts: [a.example.org], challenge: dns-01}", nil, "", "spec.frontend.tls.acme.dnsUpdate: is required with challenge: dns-01"},
+		{"dns-01 wildcard", "{hosts: ['*.example.org', example.org], challenge: dns-01, dnsUpdate: {nameserver: '10.0.0.53', tsigKeyFile: k}}",
+			[]string{"*.example.org", "example.org"}, specs.LetsEncryptStaging, ""},
+		{"dnsUpdate without dns-01", "{hosts: [a.example.org], dnsUpdate: {nameserver: '10.0.0.53:53', tsigKeyFile: k}}", nil, "", "spec.frontend.tls.acme.dnsUpdate: is used only with challenge: dns-01"},
+		{"dnsUpdate port", "{hosts: [a.example.org], challenge: dns-01, dnsUpdate: {nameserver: '10.0.0.53:99999', tsigKeyFile: k}}", nil, "", `spec.frontend.tls.acme.dnsUpdate.nameserver: port must be between 1 and 65535, not "99999"`},
+		{"dnsUpdate no key", "{hosts: [a.example.org], challenge: dns-01, dnsUpdate: {nameserver: ns.example.org}}", nil, "", "spec.frontend.tls.acme.dnsUpdate.tsigKeyFile: is required: updates are signed (TSIG)"},
+		{"challenge", "{hosts: [a.example.org], challenge: tls-alpn-01}", nil, "", `spec.frontend.tls.acme.challenge: must be http-01 or dns-01, not "tls-alpn-01"`},
 		{"key type", "{hosts: [a.example.org], keyType: ed25519}", nil, "", `spec.frontend.tls.acme.keyType: must be one of ec256, ec384, rsa2048, rsa4096, not "ed25519"`},
 		{"eab", "{hosts: [a.example.org], eab: {kid: k}}", nil, "", "spec.frontend.tls.acme.eab.hmacKeyFile: is required"},
 		{"unknown field", "{hosts: [a.example.org], domains: [a]}", nil, "", "spec.frontend.tls.acme.domains: unknown field"},
@@ -60,7 +66,7 @@ func TestACME(t *testing.T) {
 				t.Fatalf("want valid, got %v", err)
 			}
 			a := lb.Spec.Frontend.TLS.ACME
-			if a.Directory != c.directory || a.Challenge != "http-01" || (a.KeyType != "ec256" && a.KeyType != "rsa2048") {
+			if a.Directory != c.directory || (a.Challenge != "http-01" && a.Challenge != "dns-01") || (a.KeyType != "ec256" && a.KeyType != "rsa2048") {
 				t.Errorf("defaults: %+v", a)
 			}
 			if got := lb.Spec.ACMEHosts(); !slices.Equal(got, c.hosts) {
@@ -105,6 +111,36 @@ func TestLoadACMEFiles(t *testing.T) {
 	} {
 		if _, ferr := specs.LoadACMEFiles(&c.a, root); ferr == nil || ferr.Path != c.want || strings.Contains(ferr.Reason, "hello") {
 			t.Errorf("%+v: got %v, want an error at %s", c.a, ferr, c.want)
+		}
+	}
+}
+
+// TestLoadTSIGKey reads tsig-keygen's output and refuses anything else,
+// never quoting the secret.
+func TestLoadTSIGKey(t *testing.T) {
+	root := t.TempDir()
+	good := "key \"incuslb-acme\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\";\n};\n"
+	cases := []struct{ name, data, want string }{
+		{"good", good, ""},
+		{"md5", strings.Replace(good, "hmac-sha256", "hmac-md5", 1), `algorithm "hmac-md5" is not one of`},
+		{"not a key", "secret=c2VjcmV0", "is not a TSIG key in BIND's form"},
+		{"bad secret", strings.Replace(good, "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "c2Vj=cmV0", 1), "the secret is not base64"},
+	}
+	for _, c := range cases {
+		f := filepath.Join(root, c.name)
+		if err := os.WriteFile(f, []byte(c.data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a := &specs.ACMESpec{Challenge: "dns-01", DNSUpdate: &specs.DNSUpdateSpec{Nameserver: "127.0.0.1:53", TSIGKeyFile: f}}
+		got, ferr := specs.LoadACMEFiles(a, root)
+		if c.want == "" {
+			if ferr != nil || got.TSIG == nil || got.TSIG.Name != "incuslb-acme" || got.TSIG.Algorithm != "hmac-sha256" {
+				t.Errorf("%s: %+v %v", c.name, got.TSIG, ferr)
+			}
+			continue
+		}
+		if ferr == nil || ferr.Path != "spec.frontend.tls.acme.dnsUpdate.tsigKeyFile" || !strings.Contains(ferr.Reason, c.want) || strings.Contains(ferr.Reason, "c2Vj") {
+			t.Errorf("%s: got %v, want %q", c.name, ferr, c.want)
 		}
 	}
 }

@@ -61,6 +61,9 @@ func SetDefaults(lb *LoadBalancer) {
 			if a.EAB != nil {
 				relative(&a.EAB.HMACKeyFile)
 			}
+			if a.DNSUpdate != nil {
+				relative(&a.DNSUpdate.TSIGKeyFile)
+			}
 		}
 		for i := range t.Certificates {
 			relative(&t.Certificates[i].File)

@@ -1,5 +1,5 @@
-// Package testcert makes throwaway self-signed certificates for tests, so
-// that no key material is ever committed.
+// Package testcert makes throwaway certificates for tests (self-signed, or
+// issued by a throwaway CA), so that no key material is ever committed.
 package testcert
 
 import (
@@ -38,7 +38,37 @@ func WeakRSA(names ...string) []byte {
 	return selfSigned(key, &key.PublicKey, names)
 }
 
+// Issued returns a certificate for names signed by a throwaway CA ("Test
+// CA"), its key, then the CA certificate: an issued leaf, not self-signed.
+func Issued(names ...string) []byte {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		panic(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	out := sign(key, &key.PublicKey, names, caTmpl, caKey)
+	return append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})...)
+}
+
 func selfSigned(key crypto.Signer, pub any, names []string) []byte {
+	return sign(key, pub, names, nil, key)
+}
+
+// sign makes a certificate for names and pub, signed by parent's key (itself
+// when parent is nil), followed by key.
+func sign(key crypto.Signer, pub any, names []string, parent *x509.Certificate, parentKey crypto.Signer) []byte {
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
@@ -56,7 +86,10 @@ func selfSigned(key crypto.Signer, pub any, names []string) []byte {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
+	if parent == nil {
+		parent = tmpl
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
 	if err != nil {
 		panic(err)
 	}
