@@ -80,7 +80,7 @@ func TestACMERecover(t *testing.T) {
 	f.files["/etc/haproxy/certs/edge.pem"] = testcert.PEM("b.example.org") // self-signed: not taken
 	f.files["/etc/haproxy/certs/edge-1.pem"] = issued
 	f.files["/etc/haproxy/certs/edge-2.pem"] = testcert.Issued("a.example.org", "c.example.org") // other names
-	f.files["/etc/shadow"] = testcert.Issued("b.example.org")                                 // outside: never read
+	f.files["/etc/shadow"] = testcert.Issued("b.example.org")                                    // outside: never read
 	state := t.TempDir()
 	a := &Applier{Incus: f, Log: logr.Discard(), StateDir: state}
 	a.ACME = &ACMEManager{StateDir: state, Applier: a, Log: logr.Discard(), ServeOnly: true}
