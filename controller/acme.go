@@ -335,6 +335,9 @@ func (m *ACMEManager) loop(ctx context.Context, st *acmeLB) {
 	}
 }
 
+// maxACMEError bounds an order's error kept for the status.
+const maxACMEError = 500
+
 // maxACMESleep bounds a sleep of the loop, so that a clock jump or a missed
 // poke costs an hour at most.
 const maxACMESleep = time.Hour
@@ -368,6 +371,7 @@ func (m *ACMEManager) due(st *acmeLB) (string, time.Duration) {
 func (m *ACMEManager) order(ctx context.Context, st *acmeLB, host string) {
 	st.mu.Lock()
 	lb, old, hs, files := st.lb, st.certs[host], st.hostSt[host], st.files
+	recovered := hs.recovered
 	st.mu.Unlock()
 	name := acmeCertName(lb.Metadata.Name, host)
 	log := m.Log.WithValues("lb", lb.Metadata.Name, "host", host)
@@ -397,7 +401,7 @@ func (m *ACMEManager) order(ctx context.Context, st *acmeLB, host string) {
 	case old == nil:
 		kind = "obtain"
 		crt, err = st.client.Obtain(octx, name, []string{host}, resp, solver)
-	case hs.recovered:
+	case recovered:
 		// Maybe another account's: ordered anew, not as a replacement.
 		crt, err = st.client.Obtain(octx, name, []string{host}, resp, solver)
 	default:
@@ -411,7 +415,7 @@ func (m *ACMEManager) order(ctx context.Context, st *acmeLB, host string) {
 	now := m.now()
 	if err != nil {
 		hs.failures++
-		hs.lastError = err.Error()
+		hs.lastError = truncate(err.Error(), maxACMEError)
 		hs.next = now.Add(acme.RetryDelay(hs.failures, err))
 		m.Metrics.acmeFailed(lb.Metadata.Name, acme.Reason(err))
 		log.Error(err, "ACME order failed; the certificate held keeps serving", "kind", kind,
