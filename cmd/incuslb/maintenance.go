@@ -80,10 +80,25 @@ func (e *env) maintenance(args []string) error {
 	if err != nil {
 		return err
 	}
+	// The new holder's first gratuitous ARPs may be ignored by a neighbour
+	// that updated its entry for the address less than locktime (1 s on
+	// Linux) before: the repeat it sends vrrp_garp_master_delay (1 s) later
+	// is what moves every neighbour. Until then, stopping this replica
+	// would lose what still comes to it.
+	select {
+	case <-e.ctx.Done():
+		return e.ctx.Err()
+	case <-time.After(garpSettle):
+	}
 	fmt.Fprintf(e.stdout, "%s/%s: in maintenance; the virtual address %s is on %s. Stop it or work on it; `incuslb maintenance off %s` puts it back\n",
 		*project, name, vip.Addr(), holder, name)
 	return nil
 }
+
+// garpSettle is how long after a handover every neighbour has the new
+// holder's MAC address for the virtual address (see keepalived.Render:
+// vrrp_garp_master_delay 1).
+const garpSettle = 1200 * time.Millisecond
 
 // awaitHandover waits until a replica of lb other than name holds vip, and
 // name does not. It finds the replicas once (a list without state) and
