@@ -75,6 +75,7 @@ Usage:
   incuslb maintenance on|off INSTANCE [--project P]
                                      take an LB instance out for planned work (a pair's replica
                                      hands the virtual address over first) and put it back
+  incuslb schema                     print the JSON Schema of a LoadBalancer document
   incuslb version                    print the version
 
 Run 'incuslb VERB -h' for a verb's flags.
@@ -103,6 +104,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return env.run(args[1:])
 	case "maintenance":
 		return env.maintenance(args[1:])
+	case "schema":
+		return env.schema(args[1:])
 	case "version":
 		return env.version(args[1:])
 	case "-h", "-help", "--help", "help":
