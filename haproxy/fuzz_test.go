@@ -191,6 +191,10 @@ func genLoadBalancer(c *chooser) *specs.LoadBalancer {
 		if pick(c, "certificates", false, true) {
 			s.Frontend.TLS.Certificates = []specs.CertificateSource{{File: pick(c, "file", certs...)}}
 		}
+		if pick(c, "hsts", false, true) {
+			s.Frontend.TLS.HSTS = &specs.HSTSSpec{MaxAge: pick(c, "maxAge", durations...),
+				IncludeSubDomains: pick(c, "includeSubDomains", false, true), Preload: pick(c, "preload", false, true)}
+		}
 		if pick(c, "acme", false, true) {
 			a := &specs.ACMESpec{
 				Directory:  pick(c, "directory", "", "https://127.0.0.1:14000/dir", "http://ca.example/dir", "https://"),
@@ -234,6 +238,14 @@ func genLoadBalancer(c *chooser) *specs.LoadBalancer {
 		r := specs.Route{Host: pick(c, "host", hosts...), PathPrefix: pick(c, "pathPrefix", paths...), Pool: "nope"}
 		if n := len(s.Pools); n > 0 {
 			r.Pool = s.Pools[c.n("pool", n)].Name
+		}
+		if pick(c, "headers", false, true) {
+			values := []string{"1", "a b", "50% off $HOME", `say "hi"`, "x\r\ny: z", ""}
+			names := []string{"X-Canary", "x_y", "X-Forwarded-For", "Bad Name", "Cache-Control"}
+			r.Headers.Request = specs.HeaderOps{Set: map[string]string{pick(c, "set", names...): pick(c, "value", values...)},
+				Del: []string{pick(c, "del", names...)}}
+			r.Headers.Response = specs.HeaderOps{Set: map[string]string{pick(c, "response", names...): pick(c, "value", values...)}}
+			_ = pick(c, "request", 0)
 		}
 		s.Routes = append(s.Routes, r)
 	}
@@ -320,7 +332,7 @@ func TestGeneratorCoversEveryField(t *testing.T) {
 	}
 	walk(reflect.TypeOf(specs.LoadBalancer{}))
 	seen := map[string]bool{}
-	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "certificates": 1, "acme": 1, "eab": 1, "dnsUpdate": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
+	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "certificates": 1, "acme": 1, "eab": 1, "dnsUpdate": 1, "hsts": 1, "headers": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
 		var out []byte
 		genLoadBalancer(&chooser{force: force, record: &out, labels: seen})
 	}

@@ -120,14 +120,12 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	}
 	w.line("    http-request set-header X-Forwarded-Proto http unless { ssl_fc }")
 	w.line("    http-request disable-l7-retry unless { method GET HEAD OPTIONS }")
+	if t := s.Frontend.TLS; t != nil && t.HSTS != nil {
+		w.line("    http-response set-header Strict-Transport-Security \"%s\" if { ssl_fc }", hstsValue(t.HSTS))
+	}
+	renderRouteHeaders(w, s.Routes)
 	for _, r := range s.Routes {
-		var conds []string
-		if r.Host != "" {
-			conds = append(conds, fmt.Sprintf("{ req.hdr(host),field(1,:),lower -m str %s }", strings.ToLower(r.Host)))
-		}
-		if r.PathPrefix != "" {
-			conds = append(conds, fmt.Sprintf("{ path_beg %s }", r.PathPrefix))
-		}
+		conds := routeConds(r)
 		if len(conds) == 0 {
 			w.line("    default_backend %s", r.Pool)
 			continue

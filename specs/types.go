@@ -91,6 +91,8 @@ type TLSSpec struct {
 	// ACME obtains and renews certificates for hosts from an ACME CA; they
 	// are served by SNI after the files' certificates.
 	ACME *ACMESpec `json:"acme,omitempty"`
+	// HSTS sends Strict-Transport-Security on https answers.
+	HSTS *HSTSSpec `json:"hsts,omitempty"`
 	// RedirectHTTP answers plain HTTP requests with a 301 to https (ACME's
 	// HTTP-01 challenges are answered before it).
 	RedirectHTTP bool `json:"redirectHTTP,omitempty"`
@@ -221,6 +223,8 @@ type Route struct {
 	Host       string `json:"host,omitempty"`
 	PathPrefix string `json:"pathPrefix,omitempty"`
 	Pool       string `json:"pool"`
+	// Headers changes the route's requests and their answers.
+	Headers Headers `json:"headers,omitzero"`
 }
 
 // Balance algorithms.

@@ -130,6 +130,9 @@ func validatePorts(e *errs, s *LoadBalancerSpec) {
 		if s.Frontend.TLS.ACME != nil {
 			validateACME(e, s)
 		}
+		if s.Frontend.TLS.HSTS != nil {
+			validateHSTS(e, s.Frontend.TLS.HSTS)
+		}
 	} else if s.Frontend.HTTPSPort < 1 || s.Frontend.HTTPSPort > 65535 {
 		e.add("spec.frontend.httpsPort", "must be between 1 and 65535, not %d", s.Frontend.HTTPSPort)
 	}
@@ -327,6 +330,7 @@ func validateRoutes(e *errs, routes []Route, pools map[string]int) {
 		if r.PathPrefix != "" && (!pathRE.MatchString(r.PathPrefix) || len(r.PathPrefix) > 1024) {
 			e.add(path+".pathPrefix", "must start with '/' and hold only URL characters (no spaces, quotes, '#' or '\\'), not %q", r.PathPrefix)
 		}
+		validateHeaders(e, path, r.Headers)
 		if r.Host == "" && r.PathPrefix == "" && i != len(routes)-1 {
 			e.add(path, "matches every request, so the routes after it never match; move it last")
 		}
