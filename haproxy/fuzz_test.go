@@ -239,6 +239,9 @@ func genLoadBalancer(c *chooser) *specs.LoadBalancer {
 		if n := len(s.Pools); n > 0 {
 			r.Pool = s.Pools[c.n("pool", n)].Name
 		}
+		if pick(c, "rateLimit", false, true) {
+			r.RateLimit = genRateLimit(c)
+		}
 		if pick(c, "headers", false, true) {
 			values := []string{"1", "a b", "50% off $HOME", `say "hi"`, "x\r\ny: z", ""}
 			names := []string{"X-Canary", "x_y", "X-Forwarded-For", "Bad Name", "Cache-Control"}
@@ -270,6 +273,9 @@ func genPool(c *chooser, i int) specs.Pool {
 	p := specs.Pool{Name: pick(c, "name", poolNames...)}
 	if i > 0 && p.Name == poolNames[0] {
 		p.Name = fmt.Sprintf("%s%d", p.Name, i) // distinct unless the input says otherwise
+	}
+	if pick(c, "poolRateLimit", false, true) {
+		p.RateLimit = genRateLimit(c)
 	}
 	mode := pick(c, "mode", "selector", "servers", "both", "neither")
 	if mode == "selector" || mode == "both" {
@@ -332,7 +338,7 @@ func TestGeneratorCoversEveryField(t *testing.T) {
 	}
 	walk(reflect.TypeOf(specs.LoadBalancer{}))
 	seen := map[string]bool{}
-	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "certificates": 1, "acme": 1, "eab": 1, "dnsUpdate": 1, "hsts": 1, "headers": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
+	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "certificates": 1, "acme": 1, "eab": 1, "dnsUpdate": 1, "hsts": 1, "headers": 1, "rateLimit": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
 		var out []byte
 		genLoadBalancer(&chooser{force: force, record: &out, labels: seen})
 	}
@@ -351,5 +357,15 @@ func TestGeneratorCoversEveryField(t *testing.T) {
 	sort.Strings(missing)
 	if len(missing) > 0 {
 		t.Fatalf("the structural generator never decides %v", missing)
+	}
+}
+
+func genRateLimit(c *chooser) *specs.RateLimit {
+	return &specs.RateLimit{
+		Requests: pick(c, "requests", 20, 0, 1_000_001),
+		Per:      pick(c, "per", specs.Dur(10*time.Second), specs.Dur(0), specs.Dur(1500*time.Millisecond), specs.Dur(48*time.Hour)),
+		By:       pick(c, "by", "", "source", "header:Authorization", "cookie:SID", "header:", "query:x"),
+		Burst:    pick(c, "burst", 0, 5, -1),
+		Allow:    pick(c, "allow", []string(nil), []string{"10.0.0.0/8", "192.0.2.1"}, []string{"::1"}, []string{"nope"}),
 	}
 }

@@ -25,9 +25,9 @@ func routeConds(r specs.Route) []string {
 // renderRouteHeaders writes the routes' header changes. The first route
 // that matches is noted in txn.route (as use_backend picks it), and each
 // change applies only to that route's requests and answers. Nothing is
-// written when no route changes headers.
+// written when no route changes headers or limits requests.
 func renderRouteHeaders(w *writer, routes []specs.Route) {
-	if !slices.ContainsFunc(routes, func(r specs.Route) bool { return hasHeaderOps(r.Headers) }) {
+	if !slices.ContainsFunc(routes, func(r specs.Route) bool { return hasHeaderOps(r.Headers) || r.RateLimit != nil }) {
 		return
 	}
 	for i, r := range routes {

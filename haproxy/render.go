@@ -62,6 +62,11 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	w.line("    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets")
 	w.line("    ssl-default-server-options ssl-min-ver TLSv1.2")
 
+	if hasRateLimits(s) {
+		// The local peer the stick tables sync through at a reload.
+		w.line("    localpeer %s", peersName)
+	}
+
 	w.section("defaults")
 	w.line("    mode http")
 	w.line("    log global")
@@ -92,6 +97,8 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	// A static server whose name does not resolve starts in maintenance
 	// instead of stopping HAProxy from starting.
 	w.line("    default-server init-addr last,libc,none")
+
+	renderPeers(w, s)
 
 	w.section("frontend stats")
 	w.line("    bind 127.0.0.1:%d", s.Stats.Port)
@@ -124,6 +131,7 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 		w.line("    http-response set-header Strict-Transport-Security \"%s\" if { ssl_fc }", hstsValue(t.HSTS))
 	}
 	renderRouteHeaders(w, s.Routes)
+	renderRouteRateLimits(w, s.Routes)
 	for _, r := range s.Routes {
 		conds := routeConds(r)
 		if len(conds) == 0 {
@@ -136,11 +144,15 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	for _, p := range s.Pools {
 		renderBackend(w, lb, &p, layout[p.Name])
 	}
+	renderRateTables(w, s)
 	return sealHash(w.bytes(), SelectorPools(lb))
 }
 
 func renderBackend(w *writer, lb *specs.LoadBalancer, p *specs.Pool, slots []Slot) {
 	w.section("backend " + p.Name)
+	if r := p.RateLimit; r != nil {
+		writeRateLimit(w, r, 1, poolTable(p.Name), "")
+	}
 	switch p.Balance {
 	case specs.BalanceURI:
 		w.line("    balance uri whole")

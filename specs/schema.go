@@ -22,7 +22,7 @@ import (
 // SchemaID is the schema's $id.
 const SchemaID = "https://github.com/incuslb/incuslb/specs/incuslb.schema.json"
 
-//go:embed types.go acme.go ha.go headers.go
+//go:embed types.go acme.go ha.go headers.go ratelimit.go
 var typeSources embed.FS
 
 // fieldFacts are what the Go types do not say of a field.
@@ -175,7 +175,7 @@ func fieldDocs() map[string]string {
 	docsOnce.Do(func() {
 		docsMap = map[string]string{}
 		fset := token.NewFileSet()
-		for _, name := range []string{"types.go", "acme.go", "ha.go", "headers.go"} {
+		for _, name := range []string{"types.go", "acme.go", "ha.go", "headers.go", "ratelimit.go"} {
 			src, err := typeSources.ReadFile(name)
 			if err != nil {
 				continue

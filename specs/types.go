@@ -225,6 +225,8 @@ type Route struct {
 	Pool       string `json:"pool"`
 	// Headers changes the route's requests and their answers.
 	Headers Headers `json:"headers,omitzero"`
+	// RateLimit caps each client's requests on this route.
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
 }
 
 // Balance algorithms.
@@ -257,6 +259,9 @@ type Pool struct {
 	SlowStart   Duration    `json:"slowStart,omitzero"` // default spec.defaults.slowStart; "0s" means none
 	Slots       int         `json:"slots,omitempty"`    // default spec.defaults.slots
 	Join        string      `json:"join,omitempty"`     // default spec.defaults.join
+	// RateLimit caps each client's requests to this pool, whichever
+	// route sent them.
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
 }
 
 // Server is a static pool member.

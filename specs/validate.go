@@ -137,6 +137,9 @@ func validatePorts(e *errs, s *LoadBalancerSpec) {
 		e.add("spec.frontend.httpsPort", "must be between 1 and 65535, not %d", s.Frontend.HTTPSPort)
 	}
 	check("spec.stats.port", s.Stats.Port)
+	if seen[PeersPort] != "" {
+		e.add(seen[PeersPort], "port %d is reserved: the rate limits' stick tables sync through it (127.0.0.1)", PeersPort)
+	}
 }
 
 // MaxCertificates bounds the certificates of one LoadBalancer.
@@ -185,6 +188,10 @@ func validateDefaults(e *errs, d *DefaultsSpec) {
 }
 
 func validatePool(e *errs, path string, p *Pool) {
+	validateRateLimit(e, path+".rateLimit", p.RateLimit)
+	if strings.HasPrefix(p.Name, "rl_") {
+		e.add(path+".name", "must not start with rl_ (the rate limits' tables are named so), not %q", p.Name)
+	}
 	if !nameRE.MatchString(p.Name) {
 		e.add(path+".name", "must start with a letter and hold only letters, digits, '_', '.' and '-' (at most 63), not %q", p.Name)
 	}
@@ -331,6 +338,7 @@ func validateRoutes(e *errs, routes []Route, pools map[string]int) {
 			e.add(path+".pathPrefix", "must start with '/' and hold only URL characters (no spaces, quotes, '#' or '\\'), not %q", r.PathPrefix)
 		}
 		validateHeaders(e, path, r.Headers)
+		validateRateLimit(e, path+".rateLimit", r.RateLimit)
 		if r.Host == "" && r.PathPrefix == "" && i != len(routes)-1 {
 			e.add(path, "matches every request, so the routes after it never match; move it last")
 		}

@@ -1,0 +1,107 @@
+package haproxy
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/incuslb/incuslb/specs"
+)
+
+// Rate limits: one stick table per limit (a backend of its own holding
+// only the table), keyed by source, header or cookie, counting
+// http_req_rate over the limit's window. A route's limit is tracked in the
+// frontend as sc0 (only the first matching route's: txn.route), a pool's in
+// its backend as sc1. Over the limit: 429 with Retry-After (the window).
+// The tables are in the local peers section, so that a reload hands them
+// to the new worker instead of starting from zero.
+
+const peersName = "incuslb"
+
+func hasRateLimits(s *specs.LoadBalancerSpec) bool {
+	for _, r := range s.Routes {
+		if r.RateLimit != nil {
+			return true
+		}
+	}
+	for _, p := range s.Pools {
+		if p.RateLimit != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// renderPeers writes the local peers section the tables sync through.
+func renderPeers(w *writer, s *specs.LoadBalancerSpec) {
+	if !hasRateLimits(s) {
+		return
+	}
+	w.section("peers " + peersName)
+	w.line("    peer %s 127.0.0.1:%d", peersName, specs.PeersPort)
+}
+
+func routeTable(i int) string      { return fmt.Sprintf("rl_route_%d", i) }
+func poolTable(name string) string { return "rl_pool_" + name }
+
+// renderRateTables writes the tables' backends.
+func renderRateTables(w *writer, s *specs.LoadBalancerSpec) {
+	table := func(name string, r *specs.RateLimit) {
+		w.section("backend " + name)
+		typ := "ipv6"
+		if kind, _ := r.Key(); kind != specs.RateLimitBySource {
+			typ = "string len 128"
+		}
+		per := hapDuration(r.Per.Duration)
+		w.line("    stick-table type %s size 1m expire %s store http_req_rate(%s) peers %s", typ, per, per, peersName)
+	}
+	for i, r := range s.Routes {
+		if r.RateLimit != nil {
+			table(routeTable(i), r.RateLimit)
+		}
+	}
+	for _, p := range s.Pools {
+		if p.RateLimit != nil {
+			table(poolTable(p.Name), p.RateLimit)
+		}
+	}
+}
+
+// rateKey is the sample a limit tracks.
+func rateKey(r *specs.RateLimit) string {
+	switch kind, name := r.Key(); kind {
+	case "header":
+		return "req.hdr(" + name + ")"
+	case "cookie":
+		return "req.cook(" + name + ")"
+	}
+	return "src"
+}
+
+// writeRateLimit tracks the request in counter sc of table, unless its
+// source is allowed, under cond, and answers 429 over the limit.
+func writeRateLimit(w *writer, r *specs.RateLimit, sc int, table, cond string) {
+	track := cond
+	if len(r.Allow) > 0 {
+		track = strings.TrimSpace(track + " !{ src " + strings.Join(r.Allow, " ") + " }")
+	}
+	if track != "" {
+		track = " if " + track
+	}
+	w.line("    http-request track-sc%d %s table %s%s", sc, rateKey(r), table, track)
+	over := fmt.Sprintf("{ sc_http_req_rate(%d,%s) gt %d }", sc, table, r.Requests+r.Burst)
+	if cond != "" {
+		over = cond + " " + over
+	}
+	w.line("    http-request return status 429 content-type text/plain string \"Too Many Requests\" hdr Retry-After %d if %s",
+		int64(r.Per.Duration/time.Second), over)
+}
+
+// renderRouteRateLimits writes the routes' limits (after txn.route is set).
+func renderRouteRateLimits(w *writer, routes []specs.Route) {
+	for i, r := range routes {
+		if r.RateLimit != nil {
+			writeRateLimit(w, r.RateLimit, 0, routeTable(i), fmt.Sprintf("{ var(txn.route) -m int %d }", i))
+		}
+	}
+}
