@@ -234,6 +234,13 @@ func genLoadBalancer(c *chooser) *specs.LoadBalancer {
 	for i := 0; i < pick(c, "pools", 1, 2, 3, 0); i++ {
 		s.Pools = append(s.Pools, genPool(c, i))
 	}
+	for i := 0; i < pick(c, "tcp", 0, 1, 2); i++ {
+		l := specs.TCPListener{Name: pick(c, "name", "ssh", "db", "bad name"), Port: pick(c, "port", ports...), Pool: "nope"}
+		if n := len(s.Pools); n > 0 {
+			l.Pool = s.Pools[c.n("pool", n)].Name
+		}
+		s.TCP = append(s.TCP, l)
+	}
 	for i := 0; i < pick(c, "routes", 1, 2, 3, 4, 0); i++ {
 		r := specs.Route{Host: pick(c, "host", hosts...), PathPrefix: pick(c, "pathPrefix", paths...), Pool: "nope"}
 		if n := len(s.Pools); n > 0 {
@@ -277,6 +284,11 @@ func genPool(c *chooser, i int) specs.Pool {
 	if pick(c, "poolRateLimit", false, true) {
 		p.RateLimit = genRateLimit(c)
 	}
+	p.Mode = pick(c, "poolMode", "", "http", "tcp", "udp")
+	if pick(c, "tcpCheck", false, true) {
+		p.TCPCheck = &specs.TCPCheck{Send: pick(c, "send", "", "PING", `a"b`, "$x"), Expect: pick(c, "expect", "SSH-2.0", "", "+PONG")}
+	}
+	p.ProxyProtocol = pick(c, "proxyProtocol", "", "v1", "v2", "v3")
 	mode := pick(c, "mode", "selector", "servers", "both", "neither")
 	if mode == "selector" || mode == "both" {
 		p.Selector = map[string]string{}
@@ -338,7 +350,7 @@ func TestGeneratorCoversEveryField(t *testing.T) {
 	}
 	walk(reflect.TypeOf(specs.LoadBalancer{}))
 	seen := map[string]bool{}
-	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "certificates": 1, "acme": 1, "eab": 1, "dnsUpdate": 1, "hsts": 1, "headers": 1, "rateLimit": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
+	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "certificates": 1, "acme": 1, "eab": 1, "dnsUpdate": 1, "hsts": 1, "headers": 1, "rateLimit": 1, "tcpCheck": 1, "tcp": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
 		var out []byte
 		genLoadBalancer(&chooser{force: force, record: &out, labels: seen})
 	}

@@ -142,9 +142,12 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	}
 
 	for _, p := range s.Pools {
-		renderBackend(w, lb, &p, layout[p.Name])
+		if p.Mode != specs.ModeTCP {
+			renderBackend(w, lb, &p, layout[p.Name])
+		}
 	}
 	renderRateTables(w, s)
+	renderTCP(w, lb, layout)
 	return sealHash(w.bytes(), SelectorPools(lb))
 }
 
@@ -168,9 +171,13 @@ func renderBackend(w *writer, lb *specs.LoadBalancer, p *specs.Pool, slots []Slo
 		w.line("    load-server-state-from-file global")
 	}
 	c := &p.HealthCheck
-	w.line("    option httpchk")
-	w.line("    http-check send meth GET uri %s ver HTTP/1.1 hdr Host %s", c.Path, c.Host)
-	w.line("    http-check expect rstatus %s", c.ExpectStatus)
+	if p.Mode == specs.ModeTCP {
+		renderTCPCheck(w, p.TCPCheck)
+	} else {
+		w.line("    option httpchk")
+		w.line("    http-check send meth GET uri %s ver HTTP/1.1 hdr Host %s", c.Path, c.Host)
+		w.line("    http-check expect rstatus %s", c.ExpectStatus)
+	}
 	// With timeout check set, a check connects within timeout connect (not
 	// within inter, HAProxy's default), then waits this long for the answer.
 	checkTimeout := c.Interval.Duration
@@ -188,6 +195,12 @@ func renderBackend(w *writer, lb *specs.LoadBalancer, p *specs.Pool, slots []Slo
 	}
 	def += fmt.Sprintf(" fall %d rise %d slowstart %s on-marked-down shutdown-sessions",
 		c.Fall, c.Rise, hapDuration(p.SlowStart.Duration))
+	switch p.ProxyProtocol {
+	case "v1":
+		def += " send-proxy"
+	case "v2":
+		def += " send-proxy-v2"
+	}
 	if t := p.BackendTLS; t != nil {
 		if t.Verify == specs.VerifyNone {
 			def += " ssl verify none"

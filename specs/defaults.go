@@ -95,6 +95,7 @@ func SetDefaults(lb *LoadBalancer) {
 	for i := range s.Pools {
 		p := &s.Pools[i]
 		orString(&p.Balance, BalanceRoundRobin)
+		orString(&p.Mode, ModeHTTP)
 		inheritCheck(&p.HealthCheck, d.HealthCheck)
 		orDur(&p.SlowStart, d.SlowStart)
 		if p.BackendTLS != nil {

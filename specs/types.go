@@ -47,7 +47,9 @@ type LoadBalancerSpec struct {
 	Stats            StatsSpec             `json:"stats"`
 	Defaults         DefaultsSpec          `json:"defaults"`
 	Routes           []Route               `json:"routes"`
-	Pools            []Pool                `json:"pools"`
+	// TCP are TCP services, each to a pool with mode: tcp.
+	TCP   []TCPListener `json:"tcp,omitempty"`
+	Pools []Pool        `json:"pools"`
 }
 
 // InstanceSpec is the Incus container that runs HAProxy.
@@ -262,6 +264,15 @@ type Pool struct {
 	// RateLimit caps each client's requests to this pool, whichever
 	// route sent them.
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+	// Mode is http (default: routes send requests here) or tcp (a TCP
+	// listener sends connections here, unchanged).
+	Mode string `json:"mode,omitempty"`
+	// TCPCheck is a send/expect check for a tcp pool; without it a check
+	// is a TCP connect.
+	TCPCheck *TCPCheck `json:"tcpCheck,omitempty"`
+	// ProxyProtocol sends the client's address to the servers with the
+	// PROXY protocol: v1 or v2. Default: none.
+	ProxyProtocol string `json:"proxyProtocol,omitempty"`
 }
 
 // Server is a static pool member.

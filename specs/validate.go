@@ -81,6 +81,12 @@ func Validate(lb *LoadBalancer) ErrorList {
 		e.add("spec.pools", "at most %d pools, not %d", maxPools, len(s.Pools))
 	}
 	validateRoutes(&e, s.Routes, pools)
+	validateTCP(&e, s, pools)
+	for i, r := range s.Routes {
+		if j, ok := pools[r.Pool]; ok && s.Pools[j].Mode == ModeTCP {
+			e.add(fmt.Sprintf("spec.routes[%d].pool", i), "pool %q has mode: tcp; routes send HTTP requests (use spec.tcp for it)", r.Pool)
+		}
+	}
 	return e.list
 }
 
@@ -137,6 +143,9 @@ func validatePorts(e *errs, s *LoadBalancerSpec) {
 		e.add("spec.frontend.httpsPort", "must be between 1 and 65535, not %d", s.Frontend.HTTPSPort)
 	}
 	check("spec.stats.port", s.Stats.Port)
+	for i, l := range s.TCP {
+		check(fmt.Sprintf("spec.tcp[%d].port", i), l.Port)
+	}
 	if seen[PeersPort] != "" {
 		e.add(seen[PeersPort], "port %d is reserved: the rate limits' stick tables sync through it (127.0.0.1)", PeersPort)
 	}
@@ -189,6 +198,7 @@ func validateDefaults(e *errs, d *DefaultsSpec) {
 
 func validatePool(e *errs, path string, p *Pool) {
 	validateRateLimit(e, path+".rateLimit", p.RateLimit)
+	validateTCPPool(e, path, p)
 	if strings.HasPrefix(p.Name, "rl_") {
 		e.add(path+".name", "must not start with rl_ (the rate limits' tables are named so), not %q", p.Name)
 	}
