@@ -176,7 +176,7 @@ func cli(args ...string) (int, string, string) {
 }
 
 // backend launches a container running testserver, with config keys, and
-// waits until it has an address. mode is "app" or "forgejo".
+// waits until it has an address. mode is "app", "ssh" or "forgejo".
 func backend(name, mode string, config map[string]string) {
 	GinkgoHelper()
 	args := []string{"launch", image, name}
@@ -193,8 +193,11 @@ func backend(name, mode string, config map[string]string) {
 func startTestserver(name, mode string) {
 	GinkgoHelper()
 	execStart := "/usr/local/bin/testserver"
-	if mode == "forgejo" {
+	switch mode {
+	case "forgejo":
 		execStart += " -mode forgejo -addr :3000 -host forgejo.example.org"
+	case "ssh": // app, and SSH on 2222 behind PROXY protocol
+		execStart += " -ssh :2222 -ssh-proxy"
 	}
 	Expect(testenv.InstallTestserver(project, name, server, workDir, execStart)).To(Succeed())
 }

@@ -18,18 +18,37 @@ import (
 
 const peersName = "incuslb"
 
-func hasRateLimits(s *specs.LoadBalancerSpec) bool {
-	for _, r := range s.Routes {
+// namedLimit is a rate limit and the name of its table.
+type namedLimit struct {
+	table string
+	limit *specs.RateLimit
+}
+
+// rateLimits lists the spec's limits, routes' first, in order.
+func rateLimits(s *specs.LoadBalancerSpec) []namedLimit {
+	var out []namedLimit
+	for i, r := range s.Routes {
 		if r.RateLimit != nil {
-			return true
+			out = append(out, namedLimit{routeTable(i), r.RateLimit})
 		}
 	}
 	for _, p := range s.Pools {
 		if p.RateLimit != nil {
-			return true
+			out = append(out, namedLimit{poolTable(p.Name), p.RateLimit})
 		}
 	}
-	return false
+	return out
+}
+
+func hasRateLimits(s *specs.LoadBalancerSpec) bool { return len(rateLimits(s)) > 0 }
+
+// RateTables names the rate limits' tables of a LoadBalancer.
+func RateTables(s *specs.LoadBalancerSpec) []string {
+	var out []string
+	for _, l := range rateLimits(s) {
+		out = append(out, l.table)
+	}
+	return out
 }
 
 // renderPeers writes the local peers section the tables sync through.
@@ -46,24 +65,15 @@ func poolTable(name string) string { return "rl_pool_" + name }
 
 // renderRateTables writes the tables' backends.
 func renderRateTables(w *writer, s *specs.LoadBalancerSpec) {
-	table := func(name string, r *specs.RateLimit) {
-		w.section("backend " + name)
+	for _, l := range rateLimits(s) {
+		r := l.limit
+		w.section("backend " + l.table)
 		typ := "ipv6"
 		if kind, _ := r.Key(); kind != specs.RateLimitBySource {
 			typ = "string len 128"
 		}
 		per := hapDuration(r.Per.Duration)
 		w.line("    stick-table type %s size 1m expire %s store http_req_rate(%s) peers %s", typ, per, per, peersName)
-	}
-	for i, r := range s.Routes {
-		if r.RateLimit != nil {
-			table(routeTable(i), r.RateLimit)
-		}
-	}
-	for _, p := range s.Pools {
-		if p.RateLimit != nil {
-			table(poolTable(p.Name), p.RateLimit)
-		}
 	}
 }
 

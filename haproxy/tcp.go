@@ -46,7 +46,7 @@ func renderTCPCheck(w *writer, c *specs.TCPCheck) {
 	if c == nil {
 		return
 	}
-	w.line("    tcp-check connect")
+	w.line("    tcp-check connect default") // the server's own settings: its PROXY header
 	if c.Send != "" {
 		w.line("    tcp-check send \"%s\\r\\n\"", quoteTCP(c.Send))
 	}

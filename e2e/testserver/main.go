@@ -4,12 +4,15 @@
 // carries "X-Served-By: NAME" and the body "NAME PATH\n"; /api/v1/health and
 // /health answer 200, or 503 while the file /run/testserver.sick exists;
 // /slow?d=DURATION answers after that long (for drain tests); /ws is a
-// WebSocket that first sends NAME, then echoes every message it gets.
+// WebSocket that first sends NAME, then echoes every message it gets; any
+// path with ?echo=HEADER answers "HEADER=VALUE" of that request header.
 //
 // In forgejo mode it behaves like the seed's Forgejo: HTTPS only on -addr
 // with a self-signed certificate made at start, plain HTTP gets 400, a
 // request whose Host is not -host gets 400, and the right Host gets a 302
 // to /login (which answers 200).
+//
+// With -ssh it also serves SSH (ssh.go).
 package main
 
 import (
@@ -42,7 +45,12 @@ func main() {
 	ports := flag.String("ports", "8080,8082", "app mode: comma-separated ports")
 	addr := flag.String("addr", ":3000", "forgejo mode: listen address")
 	host := flag.String("host", "forgejo.example.org", "forgejo mode: the Host it serves")
+	sshAddr := flag.String("ssh", "", "also serve SSH on this address (see ssh.go)")
+	sshProxy := flag.Bool("ssh-proxy", false, "the SSH listener expects a PROXY protocol header")
 	flag.Parse()
+	if *sshAddr != "" {
+		go serve(func() error { return serveSSH(*sshAddr, *name, *sshProxy) })
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -87,6 +95,10 @@ func app(name string) http.Handler {
 	upgrader := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Served-By", name)
+		if h := r.URL.Query().Get("echo"); h != "" {
+			fmt.Fprintf(w, "%s=%s\n", h, r.Header.Get(h))
+			return
+		}
 		switch r.URL.Path {
 		case "/ws":
 			conn, err := upgrader.Upgrade(w, r, http.Header{"X-Served-By": {name}}) // a hijacked response: w.Header() is not sent
