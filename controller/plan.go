@@ -155,8 +155,8 @@ type planInput struct {
 	// backend are the pools' backendTLS files.
 	backend []haproxy.BackendFile
 	obs     *Observation
-	prev  haproxy.Layout // where members sit now (see previousLayout)
-	disc  *discovery
+	prev    haproxy.Layout // where members sit now (see previousLayout)
+	disc    *discovery
 	// drains is when each draining member started to drain, by drainKey.
 	drains      map[string]time.Time
 	now         time.Time
