@@ -79,7 +79,9 @@ var _ = Describe("mTLS to backends on real Incus", Ordered, func() {
 		Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
 		serverCA, otherCA, clientCA = testcert.NewCA("e2e server CA"), testcert.NewCA("e2e other CA"), testcert.NewCA("e2e client CA")
 		inParallel(
-			func() { mtlsBackend(mtlsGood, serverCA.Server(mtlsHost), clientCA.PEM, map[string]string{"user.role": "mtls"}) },
+			func() {
+				mtlsBackend(mtlsGood, serverCA.Server(mtlsHost), clientCA.PEM, map[string]string{"user.role": "mtls"})
+			},
 			func() { mtlsBackend(mtlsRogue, otherCA.Server(mtlsHost), clientCA.PEM, nil) },
 		)
 		clientFile = filepath.Join(dir, "client.pem")
