@@ -29,6 +29,8 @@ type certObservation struct {
 	// ACMEMapMissing: the LB answers ACME challenges, and the map file
 	// they are answered from is not there (HAProxy would not start).
 	ACMEMapMissing bool
+	// Backend are the pools' backendTLS files (backendcerts.go).
+	Backend backendObservation
 }
 
 // observeCertFiles reads the certificate files of certs and the crt-list.
@@ -81,15 +83,26 @@ type certPlan struct {
 	// del takes one out.
 	set, add []haproxy.CertFile
 	del      []string
+	// The pools' backendTLS files (backendcerts.go): to write on disk,
+	// and to swap in HAProxy.
+	backendWrite, backendSet []haproxy.BackendFile
 }
 
 // runtimeChanges reports whether HAProxy's certificates must change.
-func (c *certPlan) runtimeChanges() bool { return len(c.set)+len(c.add)+len(c.del) > 0 }
+func (c *certPlan) runtimeChanges() bool {
+	return len(c.set)+len(c.add)+len(c.del)+len(c.backendSet) > 0
+}
+
+// diskChanges reports whether files must be written in the instance.
+func (c *certPlan) diskChanges() bool {
+	return len(c.write) > 0 || c.crtList != nil || c.acmeMap || len(c.backendWrite) > 0
+}
 
 // changes reports whether anything must change, on disk or in HAProxy.
-func (c *certPlan) changes() bool {
-	return c.runtimeChanges() || len(c.write) > 0 || c.crtList != nil || c.acmeMap
-}
+func (c *certPlan) changes() bool { return c.runtimeChanges() || c.diskChanges() }
+
+// dropRuntime forgets the runtime changes: a reload loads the files.
+func (c *certPlan) dropRuntime() { c.set, c.add, c.del, c.backendSet = nil, nil, nil, nil }
 
 // planCerts compares the desired certificates with the observed ones;
 // loaded says whether HAProxy runs a config of ours (whose crt-list it
@@ -162,7 +175,7 @@ func applyCerts(ctx context.Context, lb *specs.LoadBalancer, rt *haproxy.Runtime
 // writeCertFiles brings the certificate files and the crt-list on disk up
 // to date (what a restart of HAProxy loads).
 func (a *Applier) writeCertFiles(ctx context.Context, lb *specs.LoadBalancer, c *certPlan) error {
-	if len(c.write) == 0 && c.crtList == nil && !c.acmeMap {
+	if !c.diskChanges() {
 		return nil
 	}
 	in := lb.Spec.Instance
@@ -177,6 +190,9 @@ func (a *Applier) writeCertFiles(ctx context.Context, lb *specs.LoadBalancer, c 
 		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, f.Path, f.PEM, incus.FileMode{UID: uid, GID: gid, Mode: 0o600}); err != nil {
 			return err
 		}
+	}
+	if err := a.writeBackendFiles(ctx, lb, c.backendWrite, uid, gid); err != nil {
+		return err
 	}
 	if c.acmeMap {
 		if err := a.Incus.WriteFile(ctx, in.Project, in.Name, haproxy.ACMEMapPath(lb, haproxy.Options{}), nil,

@@ -31,6 +31,8 @@
 // Certificates: certs.go observes, plans and applies them (runtime API, or
 // staged for a reload); desiredcerts.go says which a pass serves (files,
 // then ACME, else a self-signed placeholder); certstatus.go describes them.
+// backendcerts.go does the same for the pools' backendTLS files (client
+// certificate, CA bundle): swapped through the runtime API, or staged.
 // acme.go (ACMEManager) is the one owner of ACME certificates: it orders
 // and renews them outside the passes, through package acme, and answers
 // HTTP-01 through the LB's HAProxy map (acmeresponder.go); a pass only

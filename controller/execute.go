@@ -57,6 +57,11 @@ func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *hapro
 		a.forgetAndLog(ctx, lb, leaving, log)
 	}
 	done, err := applyCerts(ctx, lb, rt, &p.certs)
+	if err == nil {
+		var more []string
+		more, err = applyBackendCerts(ctx, rt, &p.certs)
+		done = append(done, more...)
+	}
 	for _, d := range done {
 		p.Runtime = append(p.Runtime, d)
 		a.Metrics.runtimeUpdate(lb.Metadata.Name, "certificate")

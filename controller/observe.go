@@ -96,12 +96,15 @@ func ownership(lb *specs.LoadBalancer, obs *Observation) error {
 // instance. Files of a stopped instance are never read: Incus serves them
 // through a file server that keeps its rootfs busy, and an `incus delete`
 // of it then hangs.
-func (a *Applier) observeFiles(ctx context.Context, lb *specs.LoadBalancer, obs *Observation, certs []haproxy.CertFile) error {
+func (a *Applier) observeFiles(ctx context.Context, lb *specs.LoadBalancer, obs *Observation, certs []haproxy.CertFile, backend []haproxy.BackendFile) error {
 	if !obs.Running() {
 		return nil
 	}
 	var err error
 	if obs.File, err = a.readOptional(ctx, lb, haproxy.ConfigPath); err != nil {
+		return err
+	}
+	if err := a.observeBackendFiles(ctx, lb, backend, &obs.Certs.Backend); err != nil {
 		return err
 	}
 	if len(certs) > 0 {
@@ -113,7 +116,7 @@ func (a *Applier) observeFiles(ctx context.Context, lb *specs.LoadBalancer, obs 
 // observeHAProxy asks HAProxy what it runs. A master that does not answer
 // leaves Answers false and is not an error: the plan starts HAProxy.
 // Errors past that point (a worker that does not answer) are errors.
-func (a *Applier) observeHAProxy(ctx context.Context, lb *specs.LoadBalancer, rt *haproxy.Runtime, obs *Observation, withCert bool) error {
+func (a *Applier) observeHAProxy(ctx context.Context, lb *specs.LoadBalancer, rt *haproxy.Runtime, obs *Observation, withCert bool, backend []haproxy.BackendFile) error {
 	proc, err := rt.ShowProc(ctx)
 	if err != nil {
 		obs.Answers = false
@@ -141,7 +144,13 @@ func (a *Applier) observeHAProxy(ctx context.Context, lb *specs.LoadBalancer, rt
 			obs.OldSessions[pid] = sess
 		}
 	}
-	if withCert && obs.LoadedHash != "" {
+	if obs.LoadedHash == "" {
+		return nil
+	}
+	if err := observeBackendServed(ctx, rt, backend, &obs.Certs.Backend); err != nil {
+		return err
+	}
+	if withCert {
 		return observeCertsLoaded(ctx, lb, rt, &obs.Certs)
 	}
 	return nil

@@ -191,11 +191,15 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 	}
 	pems, sources, pending, err := a.desiredCerts(ctx, lb)
 	certs := haproxy.CertFiles(lb, haproxy.Options{}, pems)
+	var backend []haproxy.BackendFile
+	if err == nil {
+		backend, err = a.loadBackendFiles(lb)
+	}
 	if lb.Spec.Frontend.TLS != nil && err == nil {
 		p.certStatus = append(certStatuses(certs, sources), pending...)
 		a.Metrics.setCertificates(lb.Metadata.Name, p.certStatus)
 	}
-	specHash := SpecHash(lb, pems)
+	specHash := SpecHash(lb, append(pems[:len(pems):len(pems)], backendPEMs(backend)...))
 	finish := func(reason string, err error) (*Plan, error) {
 		err = failed(reason, err)
 		if dryRun {
@@ -241,8 +245,8 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 	}
 	var filesErr, haproxyErr error
 	wg.Add(2)
-	go func() { defer wg.Done(); filesErr = a.observeFiles(ctx, lb, obs, certs) }()
-	go func() { defer wg.Done(); haproxyErr = a.observeHAProxy(ctx, lb, rt, obs, len(certs) > 0) }()
+	go func() { defer wg.Done(); filesErr = a.observeFiles(ctx, lb, obs, certs, backend) }()
+	go func() { defer wg.Done(); haproxyErr = a.observeHAProxy(ctx, lb, rt, obs, len(certs) > 0, backend) }()
 	wg.Wait()
 	if filesErr != nil {
 		return finish("ReadFailed", filesErr)
@@ -262,7 +266,7 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 		return finish("DiscoveryFailed", err)
 	}
 	drains, _ := a.drains.get(in.Project + "/" + in.Name)
-	plan(planInput{lb: lb, certs: certs, obs: obs, prev: prev, disc: disc, drains: drains, now: a.now(),
+	plan(planInput{lb: lb, certs: certs, backend: backend, obs: obs, prev: prev, disc: disc, drains: drains, now: a.now(),
 		forceReload: a.ForceReload, pin: pin}, p)
 	if dryRun {
 		for _, op := range p.ops {
@@ -279,6 +283,9 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 		}
 		for _, path := range p.certs.del {
 			p.Runtime = append(p.Runtime, "certificate "+path+" remove (del ssl crt-list + del ssl cert)")
+		}
+		for _, f := range p.certs.backendSet {
+			p.Runtime = append(p.Runtime, "would have "+backendChange(f))
 		}
 		return p, nil
 	}
@@ -336,6 +343,15 @@ func SpecHash(lb *specs.LoadBalancer, pems [][]byte) string {
 		Certs []string
 	}{lb.Metadata.Name, lb.Spec, certs})
 	return hash(b)
+}
+
+// backendPEMs are the contents of files, for SpecHash.
+func backendPEMs(files []haproxy.BackendFile) [][]byte {
+	out := make([][]byte, len(files))
+	for i, f := range files {
+		out[i] = f.PEM
+	}
+	return out
 }
 
 func hash(b []byte) string {

@@ -152,9 +152,11 @@ func (p *Plan) String() string {
 type planInput struct {
 	lb    *specs.LoadBalancer
 	certs []haproxy.CertFile // none without TLS
-	obs   *Observation
-	prev  haproxy.Layout // where members sit now (see previousLayout)
-	disc  *discovery
+	// backend are the pools' backendTLS files.
+	backend []haproxy.BackendFile
+	obs     *Observation
+	prev    haproxy.Layout // where members sit now (see previousLayout)
+	disc    *discovery
 	// drains is when each draining member started to drain, by drainKey.
 	drains      map[string]time.Time
 	now         time.Time
@@ -207,6 +209,7 @@ func plan(in planInput, p *Plan) {
 	}
 
 	p.certs = planCerts(in.certs, obs.Certs, ours)
+	planBackendCerts(&p.certs, in.backend, obs.Certs.Backend, ours)
 	p.PushCert = p.certs.changes()
 
 	switch {
@@ -234,7 +237,7 @@ func plan(in planInput, p *Plan) {
 	}
 	if p.Reload != ReloadNone {
 		// The new worker loads the certificates from disk.
-		p.certs.set, p.certs.add, p.certs.del = nil, nil, nil
+		p.certs.dropRuntime()
 	}
 }
 

@@ -44,7 +44,7 @@ func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haprox
 	defer a.removeTemps(ctx, lb, st)
 	listPath := haproxy.CrtListPath(lb, haproxy.Options{})
 	var err error
-	if c := &p.certs; len(c.write) > 0 || c.crtList != nil || c.acmeMap {
+	if c := &p.certs; c.diskChanges() {
 		if st.uid, st.gid, err = a.haproxyIDs(ctx, lb); err != nil {
 			return err
 		}
@@ -59,6 +59,11 @@ func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haprox
 			}
 		}
 		for _, f := range c.write {
+			if st.certTmps[f.Path], err = a.Incus.WriteTemp(ctx, in.Project, in.Name, f.Path, f.PEM, incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o600}); err != nil {
+				return err
+			}
+		}
+		for _, f := range c.backendWrite {
 			if st.certTmps[f.Path], err = a.Incus.WriteTemp(ctx, in.Project, in.Name, f.Path, f.PEM, incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o600}); err != nil {
 				return err
 			}
@@ -86,21 +91,28 @@ func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haprox
 		check = st.cfgTmp
 	}
 	if len(st.certTmps) > 0 || st.listTmp != "" {
-		// The check reads the staged certificates through a crt-list of
-		// its own that names them.
-		paths := haproxy.ParseCrtList(string(p.certs.crtList))
-		if p.certs.crtList == nil {
-			paths = haproxy.ParseCrtList(string(obs.Certs.CrtList))
-		}
-		for i, path := range paths {
-			if tmp, ok := st.certTmps[path]; ok {
-				paths[i] = tmp
+		cfg := p.desired
+		if lb.Spec.Frontend.TLS != nil {
+			// The check reads the staged certificates through a crt-list
+			// of its own that names them.
+			paths := haproxy.ParseCrtList(string(p.certs.crtList))
+			if p.certs.crtList == nil {
+				paths = haproxy.ParseCrtList(string(obs.Certs.CrtList))
 			}
+			for i, path := range paths {
+				if tmp, ok := st.certTmps[path]; ok {
+					paths[i] = tmp
+				}
+			}
+			if st.checkListTmp, err = a.Incus.WriteTemp(ctx, in.Project, in.Name, listPath, haproxy.CrtList(paths), incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o640}); err != nil {
+				return err
+			}
+			cfg = bytes.ReplaceAll(cfg, []byte(" crt-list "+listPath+" "), []byte(" crt-list "+st.checkListTmp+" "))
 		}
-		if st.checkListTmp, err = a.Incus.WriteTemp(ctx, in.Project, in.Name, listPath, haproxy.CrtList(paths), incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o640}); err != nil {
-			return err
+		// The pools' staged backendTLS files, which their servers name.
+		for _, f := range p.certs.backendWrite {
+			cfg = stagedBackendPath(cfg, f.Path, st.certTmps[f.Path])
 		}
-		cfg := bytes.ReplaceAll(p.desired, []byte(" crt-list "+listPath+" "), []byte(" crt-list "+st.checkListTmp+" "))
 		if st.checkTmp, err = a.Incus.WriteTemp(ctx, in.Project, in.Name, haproxy.ConfigPath, cfg, rootFile); err != nil {
 			return err
 		}
@@ -207,6 +219,16 @@ func (a *Applier) putBack(ctx context.Context, lb *specs.LoadBalancer, obs *Obse
 				if err := a.Incus.WriteFile(ctx, in.Project, in.Name, f.Path, old,
 					incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o600}); err != nil {
 					failed = append(failed, "certificate "+f.Path+": "+err.Error())
+				}
+			}
+		}
+	}
+	if st.certsRenamed {
+		for _, f := range p.certs.backendWrite {
+			if old := obs.Certs.Backend.Files[f.Path]; old != nil {
+				if err := a.Incus.WriteFile(ctx, in.Project, in.Name, f.Path, old,
+					incus.FileMode{UID: st.uid, GID: st.gid, Mode: 0o600}); err != nil {
+					failed = append(failed, "backend file "+f.Path+": "+err.Error())
 				}
 			}
 		}

@@ -204,6 +204,18 @@ func (s *Store) Reload() ([]string, error) {
 				fmt.Fprintf(sum, "%v\x00", c.err)
 				certs[&lb] = c
 			}
+			if files, errs := specs.LoadBackendFiles(&lb,
+				func(path string) ([]byte, error) { return specs.LoadCertificateUnder(root, path) },
+				func(path string) ([]byte, error) { return specs.LoadCABundleUnder(root, path) }); len(files)+len(errs) > 0 {
+				c := certs[&lb]
+				for _, f := range files {
+					c.backend = append(c.backend, f.PEM)
+					fmt.Fprintf(sum, "%s\x00%x\x00", f.Field, sha256.Sum256(f.PEM))
+				}
+				c.backendErr = errs
+				fmt.Fprintf(sum, "%v\x00", errs)
+				certs[&lb] = c
+			}
 			all = append(all, &lb)
 		}
 	}
@@ -257,12 +269,13 @@ func (s *Store) Reload() ([]string, error) {
 			errs = append(errs, specs.FieldError{Source: lb.Source, Doc: lb.Doc, LB: name,
 				Path: c.err.Path, Reason: c.err.Reason})
 		}
+		errs = append(errs, c.backendErr...)
 		sp := Spec{Name: name, LB: lb}
 		var pems [][]byte
 		if len(errs) > 0 {
 			sp.Err = errs
 		} else {
-			pems = c.pems
+			pems = append(slices.Clone(c.pems), c.backend...)
 		}
 		sp.Hash = SpecHash(lb, pems)
 		if sp.Err != nil {
@@ -339,6 +352,10 @@ func (s *Store) owners(e specs.FieldError, good map[string]bool) []string {
 type certRead struct {
 	pems [][]byte
 	err  *specs.FieldError
+	// backend are the pools' backendTLS files (in the spec's hash, so
+	// that a rotated file is a changed spec), and their problems.
+	backend    [][]byte
+	backendErr specs.ErrorList
 }
 
 // specRoot is the directory of a spec path: itself when it is a directory.

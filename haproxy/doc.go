@@ -16,6 +16,10 @@
 //     failing, so that the member that fills it is checked within downinter
 //     and takes no request before it passed; a gone member's slot is
 //     evicted (drained, at the parked address) before it is parked;
+//   - mutual TLS to the servers (backendtls.go): where a pool's client
+//     certificate and CA bundle live in the container, the crt and
+//     ca-file parameters that name them, and their runtime swap (set ssl
+//     cert / set ssl ca-file);
 //   - the server-state file a reload carries drains and health states over
 //     with (statefile.go);
 //   - the runtime API client (runtime.go) and the parsers of HAProxy's

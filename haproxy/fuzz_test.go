@@ -317,6 +317,9 @@ func genPool(c *chooser, i int) specs.Pool {
 			Verify:     pick(c, "verify", verifies...),
 			SNI:        pick(c, "sni", hosts...),
 			VerifyHost: pick(c, "verifyHost", hosts...),
+			// Paths on the controller's host: never in haproxy.cfg.
+			ClientCertificateFile: pick(c, "clientCertificateFile", "", "certs/client.pem"),
+			CA:                    pick(c, "ca", "", "certs/ca.pem"),
 		}
 	}
 	p.SlowStart = pick(c, "slowStart", durations...)

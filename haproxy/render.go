@@ -143,7 +143,7 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 
 	for _, p := range s.Pools {
 		if p.Mode != specs.ModeTCP {
-			renderBackend(w, lb, &p, layout[p.Name])
+			renderBackend(w, lb, &p, layout[p.Name], opts)
 		}
 	}
 	renderRateTables(w, s)
@@ -151,7 +151,7 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	return sealHash(w.bytes(), SelectorPools(lb))
 }
 
-func renderBackend(w *writer, lb *specs.LoadBalancer, p *specs.Pool, slots []Slot) {
+func renderBackend(w *writer, lb *specs.LoadBalancer, p *specs.Pool, slots []Slot, opts Options) {
 	w.section("backend " + p.Name)
 	if r := p.RateLimit; r != nil {
 		writeRateLimit(w, r, 1, poolTable(p.Name), "")
@@ -201,21 +201,8 @@ func renderBackend(w *writer, lb *specs.LoadBalancer, p *specs.Pool, slots []Slo
 	case "v2":
 		def += " send-proxy-v2"
 	}
-	if t := p.BackendTLS; t != nil {
-		if t.Verify == specs.VerifyNone {
-			def += " ssl verify none"
-		} else {
-			// verifyhost: the chain alone would let any certificate from
-			// a trusted CA stand in for the server.
-			host := t.VerifyHost
-			if host == "" {
-				host = t.SNI
-			}
-			def += " ssl verify required ca-file @system-ca verifyhost " + host
-		}
-		if t.SNI != "" {
-			def += fmt.Sprintf(" sni str(%s) check-sni %s", t.SNI, t.SNI)
-		}
+	if p.BackendTLS != nil {
+		def += backendTLSParams(lb, p, opts)
 	}
 	w.line("%s", def)
 

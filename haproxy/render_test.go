@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -92,6 +93,9 @@ func loadMembers(t testing.TB, path string) map[string][]haproxy.Member {
 	return members
 }
 
+// backendFileRE finds the backendTLS files a config names.
+var backendFileRE = regexp.MustCompile(` (crt|ca-file) ` + regexp.QuoteMeta(haproxy.CertDir) + `/(\S+)`)
+
 // haproxyCheck runs the real `haproxy -c` on cfg, with
 // the certificate directory pointed at a freshly generated certificate.
 // Every config the renderer writes must pass it.
@@ -116,6 +120,17 @@ func haproxyCheck(t testing.TB, cfg []byte, lbName string) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, lbName+".acme-challenge.map"), nil, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	// The pools' client certificates and CA bundles (backendTLS).
+	ca := testcert.NewCA("Backend CA")
+	for _, m := range backendFileRE.FindAllSubmatch(cfg, -1) {
+		body := ca.PEM
+		if string(m[1]) == "crt" {
+			body = ca.Client("lb-client")
+		}
+		if err := os.WriteFile(filepath.Join(dir, string(m[2])), body, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg = bytes.ReplaceAll(cfg, []byte(haproxy.CertDir+"/"), []byte(dir+"/"))
 	// The server-state file a reload writes: a version line at least.

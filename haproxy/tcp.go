@@ -35,7 +35,7 @@ func renderTCP(w *writer, lb *specs.LoadBalancer, layout Layout) {
 	}
 	for _, p := range s.Pools {
 		if p.Mode == specs.ModeTCP {
-			renderBackend(w, lb, &p, layout[p.Name])
+			renderBackend(w, lb, &p, layout[p.Name], Options{}) // no backendTLS in mode tcp: no paths
 		}
 	}
 }

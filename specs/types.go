@@ -305,4 +305,15 @@ type BackendTLS struct {
 	// them must be set: without a name only the chain is checked, and any
 	// certificate from a trusted CA would do.
 	VerifyHost string `json:"verifyHost,omitempty"`
+	// ClientCertificateFile is a PEM file on the controller's host (under
+	// its certificate root, like frontend certificate files): the client
+	// certificate, its chain and its private key, which HAProxy presents
+	// to the servers (mutual TLS). A change is applied through HAProxy's
+	// runtime API, with no reload.
+	ClientCertificateFile string `json:"clientCertificateFile,omitempty"`
+	// CA is a PEM file of CA certificates on the controller's host (under
+	// its certificate root) that the servers' certificates must chain to,
+	// instead of the system CA store. Needs verify: required. A change is
+	// applied through HAProxy's runtime API, with no reload.
+	CA string `json:"ca,omitempty"`
 }

@@ -297,6 +297,9 @@ func validatePool(e *errs, path string, p *Pool) {
 			e.add(path+".backendTLS.verifyHost", "is required with verify: required when sni is not set: "+
 				"without a name HAProxy checks the certificate chain but not the host name, so any certificate from a trusted CA would pass")
 		}
+		if t.CA != "" && t.Verify == VerifyNone {
+			e.add(path+".backendTLS.ca", "has no effect with verify: none (nothing is verified)")
+		}
 	}
 }
 
@@ -602,22 +605,25 @@ func where(lb *LoadBalancer) string {
 	return "another document"
 }
 
-// ValidateFiles checks the files a spec names: the certificate must exist
-// and hold a PEM certificate chain and its matching private key. Messages
+// ValidateFiles checks the files a spec names: a certificate (frontend, or
+// a pool's backendTLS.clientCertificateFile) must exist and hold a PEM
+// certificate chain and its matching private key; a backendTLS.ca must
+// hold CA certificates and nothing else. Messages
 // never quote file content. It reads the certificate where the spec says
 // (LoadCertificate); a controller confined to a certificate root uses
 // ValidateFilesUnder.
 func ValidateFiles(lb *LoadBalancer) ErrorList {
-	return validateFiles(lb, LoadCertificate, "")
+	return validateFiles(lb, LoadCertificate, LoadCABundle, "")
 }
 
 // ValidateFilesUnder is ValidateFiles for a certificate that must lie under
 // root (LoadCertificateUnder).
 func ValidateFilesUnder(lb *LoadBalancer, root string) ErrorList {
-	return validateFiles(lb, func(path string) ([]byte, error) { return LoadCertificateUnder(root, path) }, root)
+	return validateFiles(lb, func(path string) ([]byte, error) { return LoadCertificateUnder(root, path) },
+		func(path string) ([]byte, error) { return LoadCABundleUnder(root, path) }, root)
 }
 
-func validateFiles(lb *LoadBalancer, load func(string) ([]byte, error), root string) ErrorList {
+func validateFiles(lb *LoadBalancer, load, loadCA func(string) ([]byte, error), root string) ErrorList {
 	var e errs
 	if t := lb.Spec.Frontend.TLS; t != nil {
 		if t.CertificateFile != "" {
@@ -637,6 +643,8 @@ func validateFiles(lb *LoadBalancer, load func(string) ([]byte, error), root str
 			e.add(ferr.Path, "%s", ferr.Reason)
 		}
 	}
+	_, list := LoadBackendFiles(lb, load, loadCA)
+	e.list = append(e.list, list...)
 	return locate(e.list, lb)
 }
 

@@ -13,6 +13,10 @@
 // to /login (which answers 200).
 //
 // With -ssh it also serves SSH (ssh.go).
+// With -tls-cert, -tls-key and -client-ca, app mode serves HTTPS on its
+// ports and requires a client certificate issued by the CA in -client-ca
+// (mutual TLS); every response then carries "X-Client-Cert: CN=NAME
+// serial=HEX" of the certificate the client presented.
 package main
 
 import (
@@ -47,6 +51,9 @@ func main() {
 	host := flag.String("host", "forgejo.example.org", "forgejo mode: the Host it serves")
 	sshAddr := flag.String("ssh", "", "also serve SSH on this address (see ssh.go)")
 	sshProxy := flag.Bool("ssh-proxy", false, "the SSH listener expects a PROXY protocol header")
+	tlsCert := flag.String("tls-cert", "", "app mode: serve HTTPS with this certificate (PEM)")
+	tlsKey := flag.String("tls-key", "", "app mode: the key of -tls-cert (PEM)")
+	clientCA := flag.String("client-ca", "", "app mode, with -tls-cert: require a client certificate from this CA (PEM)")
 	flag.Parse()
 	if *sshAddr != "" {
 		go serve(func() error { return serveSSH(*sshAddr, *name, *sshProxy) })
@@ -57,10 +64,19 @@ func main() {
 	var servers []*http.Server
 	switch *mode {
 	case "app":
+		mtls, err := mutualTLS(*tlsCert, *tlsKey, *clientCA)
+		if err != nil {
+			log.Fatal(err)
+		}
 		for _, p := range strings.Split(*ports, ",") {
 			srv := &http.Server{Addr: ":" + p, Handler: app(*name), ReadHeaderTimeout: 10 * time.Second}
 			servers = append(servers, srv)
-			go serve(srv.ListenAndServe)
+			if mtls == nil {
+				go serve(srv.ListenAndServe)
+				continue
+			}
+			srv.TLSConfig, srv.Handler = mtls, echoClientCert(srv.Handler)
+			go serve(func() error { return srv.ListenAndServeTLS("", "") })
 		}
 	case "forgejo":
 		cert, err := selfSigned(*host)
@@ -176,4 +192,35 @@ func selfSigned(host string) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// mutualTLS is the TLS config of app mode with -tls-cert: nil without it.
+func mutualTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	if certFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%s holds no certificate", caFile)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}, nil
+}
+
+// echoClientCert says which client certificate the request came with.
+func echoClientCert(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			c := r.TLS.PeerCertificates[0]
+			w.Header().Set("X-Client-Cert", fmt.Sprintf("CN=%s serial=%x", c.Subject.CommonName, c.SerialNumber))
+		}
+		next.ServeHTTP(w, r)
+	})
 }

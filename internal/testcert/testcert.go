@@ -69,6 +69,11 @@ func selfSigned(key crypto.Signer, pub any, names []string) []byte {
 // sign makes a certificate for names and pub, signed by parent's key (itself
 // when parent is nil), followed by key.
 func sign(key crypto.Signer, pub any, names []string, parent *x509.Certificate, parentKey crypto.Signer) []byte {
+	return signFor(key, pub, names, parent, parentKey, x509.ExtKeyUsageServerAuth)
+}
+
+// signFor is sign with the given extended key usage.
+func signFor(key crypto.Signer, pub any, names []string, parent *x509.Certificate, parentKey crypto.Signer, usage x509.ExtKeyUsage) []byte {
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
@@ -76,7 +81,7 @@ func sign(key crypto.Signer, pub any, names []string, parent *x509.Certificate, 
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{usage},
 		BasicConstraintsValid: true,
 	}
 	for _, n := range names {
@@ -115,4 +120,55 @@ func first(names []string) string {
 		return "incuslb.test"
 	}
 	return names[0]
+}
+
+// CA is a throwaway certificate authority that issues server and client
+// certificates (for mutual TLS tests).
+type CA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	// PEM is the CA certificate alone.
+	PEM []byte
+}
+
+// NewCA makes a CA called cn, valid from an hour ago for two days.
+func NewCA(cn string) *CA {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(err)
+	}
+	return &CA{cert: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// Server issues a server certificate for names: the leaf, then its key.
+func (ca *CA) Server(names ...string) []byte {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return sign(key, &key.PublicKey, names, ca.cert, ca.key)
+}
+
+// Client issues a client certificate (extended key usage clientAuth) with
+// common name cn: the leaf, then its key.
+func (ca *CA) Client(cn string) []byte {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return signFor(key, &key.PublicKey, []string{cn}, ca.cert, ca.key, x509.ExtKeyUsageClientAuth)
 }
