@@ -145,10 +145,18 @@ var _ = Describe("weights and canaries on real Incus", Ordered, func() {
 		writeSpec(-1)
 		ctl = startController(dir)
 		Eventually(ctl.ready, applySettles, 250*time.Millisecond).Should(BeTrue())
-		Eventually(func() string { return stateAt(weightsLB, "w_pool", ipv4(stable1)) + stateAt(weightsLB, "w_pool", ipv4(stable2)) },
+		Eventually(func() string {
+			return stateAt(weightsLB, "w_pool", ipv4(stable1)) + stateAt(weightsLB, "w_pool", ipv4(stable2))
+		},
 			applySettles, 250*time.Millisecond).Should(Equal("UPUP"))
 	})
 	AfterAll(func() {
+		// The weight changes the controller made, for the record.
+		for _, l := range strings.Split(ctl.log.String(), "\n") {
+			if strings.Contains(l, `"kind":"weight"`) || strings.Contains(l, "member label ignored") {
+				fmt.Fprintln(GinkgoWriter, l)
+			}
+		}
 		if CurrentSpecReport().Failed() {
 			dumpLB(weightsLB)
 			fmt.Fprintf(GinkgoWriter, "controller log:\n%s\n", ctl.log.String())
