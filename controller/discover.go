@@ -18,6 +18,10 @@ type discovery struct {
 	members map[string][]haproxy.Member // by pool
 	waiting int                         // selected, running, no address yet
 	seen    map[string]incus.Instance   // every listed instance, by project/name
+	// labels are the weight labels of every member, by pool and name.
+	labels map[string]map[string]memberLabels
+	// problems are the labels that could not be read (see weightLabel).
+	problems []string
 }
 
 // fullListEvery bounds how long discovery may take the addresses of
@@ -36,7 +40,9 @@ const fullListEvery = time.Minute
 // on the first pass) the addresses all come from Incus, which catches an
 // address that changed under a running instance.
 func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, l *listing, prev haproxy.Layout) (*discovery, error) {
-	d := &discovery{members: map[string][]haproxy.Member{}, seen: map[string]incus.Instance{}}
+	d := &discovery{members: map[string][]haproxy.Member{}, seen: map[string]incus.Instance{},
+		labels: map[string]map[string]memberLabels{}}
+	bad := map[string]bool{}
 	for _, project := range l.projects {
 		pools := l.pools[project]
 		insts := l.insts[project]
@@ -60,7 +66,8 @@ func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, l *listi
 		}
 		for _, p := range pools {
 			for _, inst := range insts {
-				if !matches(inst.Config, p.Selector) ||
+				picked, canary := selects(p, inst.Config)
+				if !picked ||
 					(inst.Project == lb.Spec.Instance.Project && slices.Contains(lb.InstanceNames(), inst.Name)) {
 					continue
 				}
@@ -72,6 +79,15 @@ func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, l *listi
 					continue
 				}
 				d.members[p.Name] = append(d.members[p.Name], haproxy.Member{Name: inst.Name, Address: addr})
+				w, problem := weightLabel(inst)
+				if problem != "" && !bad[problem] {
+					bad[problem] = true
+					d.problems = append(d.problems, problem)
+				}
+				if d.labels[p.Name] == nil {
+					d.labels[p.Name] = map[string]memberLabels{}
+				}
+				d.labels[p.Name][inst.Name] = memberLabels{weight: w, canary: canary}
 			}
 		}
 	}
@@ -208,7 +224,8 @@ func (a *Applier) addresses(ctx context.Context, project string, insts []incus.I
 		inst := &insts[i]
 		selected := false
 		for _, p := range pools {
-			selected = selected || matches(inst.Config, p.Selector)
+			picked, _ := selects(p, inst.Config)
+			selected = selected || picked
 		}
 		addr, isMember := known[inst.Name]
 		if !inst.Running() || (!selected && !isMember) {

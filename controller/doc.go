@@ -10,7 +10,9 @@
 //   - Plan (plan.go): a pure function of the spec and the observation: the
 //     desired config, a reload and its reason (ReloadReason, a small enum),
 //     or the slot changes to make through the runtime API (slots.go: joins,
-//     drains, evictions, parks). Table-tested.
+//     drains, evictions, parks; weights.go: the members' weights from
+//     their weight labels and the pool's canary split, runtime-only, so
+//     never a reload). Table-tested.
 //   - Execute (execute.go, reload.go, instance.go): create, adopt or start
 //     the instance; runtime API changes; or stage, check with haproxy -c,
 //     rename and reload through the master CLI, confirmed by HAProxy itself.

@@ -15,6 +15,9 @@ import (
 // container brought up to date, no reload.
 func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *haproxy.Runtime, obs *Observation, p *Plan) error {
 	log := a.Log.WithValues("lb", lb.Metadata.Name, "instance", p.Instance)
+	for _, problem := range p.LabelProblems {
+		log.Info("member label ignored", "problem", problem)
+	}
 	for _, c := range p.cuts {
 		// An old worker may have exited meanwhile: not an error.
 		if err := rt.ShutdownOldSession(ctx, c.pid, c.id); err != nil {
@@ -109,6 +112,8 @@ func applyOp(ctx context.Context, rt *haproxy.Runtime, op slotOp) error {
 		return rt.FillSlot(ctx, op.pool, slot, op.member.Address, op.member.Port, op.gated)
 	case "ready":
 		return rt.Ready(ctx, op.pool, slot, op.gated)
+	case "weight":
+		return rt.SetWeight(ctx, op.pool, slot, op.weight)
 	}
 	return fmt.Errorf("unknown slot operation %q", op.kind)
 }

@@ -204,6 +204,7 @@ type fakeHAProxy struct {
 type fakeServer struct {
 	addr         string
 	port, admin  int
+	weight       int
 	op, health   int
 	backend, srv string
 }
@@ -228,7 +229,7 @@ func (h *fakeHAProxy) table() map[string]*fakeServer {
 	for pool, slots := range haproxy.ParseLayout(h.loaded, nil) {
 		for i, sl := range slots {
 			// Like HAProxy, a new worker starts every server at health = rise.
-			s := &fakeServer{backend: pool, srv: haproxy.SlotName(i), addr: sl.Address, port: sl.Port, op: 2, health: 2}
+			s := &fakeServer{backend: pool, srv: haproxy.SlotName(i), addr: sl.Address, port: sl.Port, op: 2, health: 2, weight: 1}
 			if sl.Parked() {
 				s.addr, s.port, s.admin, s.op = haproxy.ParkedAddress, haproxy.ParkedPort, 0x04|0x01, 0
 			}
@@ -265,7 +266,7 @@ func (h *fakeHAProxy) answer(sock, payload string, files map[string][]byte) stri
 		return "Variable not found\n"
 	case cmd == "show servers state":
 		var b strings.Builder
-		b.WriteString("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_port srv_check_health\n")
+		b.WriteString("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_port srv_check_health srv_uweight\n")
 		t := h.table()
 		keys := make([]string, 0, len(t))
 		for k := range t {
@@ -274,7 +275,7 @@ func (h *fakeHAProxy) answer(sock, payload string, files map[string][]byte) stri
 		sort.Strings(keys)
 		for _, k := range keys {
 			s := t[k]
-			fmt.Fprintf(&b, "1 %s 1 %s %s %d %d %d %d\n", s.backend, s.srv, s.addr, s.op, s.admin, s.port, s.health)
+			fmt.Fprintf(&b, "1 %s 1 %s %s %d %d %d %d %d\n", s.backend, s.srv, s.addr, s.op, s.admin, s.port, s.health, s.weight)
 		}
 		return b.String()
 	case cmd == "show stat -1 4 -1":
@@ -352,6 +353,9 @@ func (h *fakeHAProxy) setServer(cmd string) string {
 		case "up":
 			s.health, s.op = 4, 2 // rise + fall - 1
 		}
+	case "weight":
+		fmt.Sscanf(f[4], "%d", &s.weight)
+		return ""
 	case "addr":
 		s.addr = f[4]
 		fmt.Sscanf(f[6], "%d", &s.port)

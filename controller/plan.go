@@ -87,10 +87,14 @@ type Plan struct {
 	cuts       []oldCut        // old workers' sessions to servers that are gone
 	draining   map[string]bool // slots ("pool/index") that drain
 	drains     map[string]time.Time
-	waiting    bool            // a selected member has no address yet
-	drainsLeft bool            // a member is still draining
-	inst       *incus.Instance // the LB instance with its state, read at the end of a replica's pass
-	generation int64           // the lease generation the pass writes under (0: no election)
+	waiting    bool                      // a selected member has no address yet
+	drainsLeft bool                      // a member is still draining
+	weights    map[string]map[string]int // every member's runtime weight, by pool and name (see desiredWeights)
+	// LabelProblems are the members' labels that could not be read: the
+	// member keeps the default, and the status says so.
+	LabelProblems []string
+	inst          *incus.Instance // the LB instance with its state, read at the end of a replica's pass
+	generation    int64           // the lease generation the pass writes under (0: no election)
 }
 
 // Changed reports whether the pass changes anything.
@@ -188,6 +192,7 @@ func plan(in planInput, p *Plan) {
 			p.draining[k] = true
 		}
 	}
+	p.weights, p.LabelProblems = desiredWeights(lb, in.disc), in.disc.problems
 	p.desired = haproxy.Render(lb, p.layout, haproxy.Options{})
 	p.hash = haproxy.ClaimedHash(p.desired)
 	p.ConfigDiff = textdiff.Unified("running "+haproxy.ConfigPath, "desired", obs.File, p.desired)
@@ -233,6 +238,8 @@ func plan(in planInput, p *Plan) {
 			p.Reload, p.ReloadDetail = ReloadForced, "membership or certificate changed (reload forced)"
 			break
 		}
+		// Weights are runtime state only: a forced reload would not set them.
+		p.ops = append(p.ops, weightOps(lb, liveSlots(obs.Servers, pools), p.layout, p.weights, p.draining)...)
 		p.writeFile = p.ConfigDiff != ""
 	}
 	if p.Reload != ReloadNone {

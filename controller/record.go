@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/incuslb/incuslb/specs"
@@ -47,7 +48,13 @@ func (a *Applier) record(ctx context.Context, lb *specs.LoadBalancer, obs *Obser
 	}
 	st.SetCondition(Condition{Type: ConditionReady, Status: "True", Reason: "Applied",
 		Message: "HAProxy runs the desired config", ObservedGeneration: st.Generation}, now)
-	st.SetCondition(Condition{Type: ConditionDegraded, Status: "False", Reason: "Applied", ObservedGeneration: st.Generation}, now)
+	degraded := Condition{Type: ConditionDegraded, Status: "False", Reason: "Applied", ObservedGeneration: st.Generation}
+	if len(p.LabelProblems) > 0 {
+		// The pools serve, each such member at the default weight.
+		degraded.Status, degraded.Reason = "True", "InvalidMemberLabel"
+		degraded.Message = truncate(strings.Join(p.LabelProblems, "; "), 1000)
+	}
+	st.SetCondition(degraded, now)
 	progressing := Condition{Type: ConditionProgressing, Status: "False", Reason: "Converged", ObservedGeneration: st.Generation}
 	switch {
 	case p.drainsLeft:

@@ -193,6 +193,17 @@ func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haprox
 		// pass parks these slots again.
 		log.Info("could not rest the parked slots of the new worker", "err", err.Error())
 	}
+	if weighted(p.weights, obs.Servers) {
+		ops, err := applyWeightsAfterReload(ctx, lb, rt, p)
+		for _, op := range ops {
+			p.Runtime = append(p.Runtime, op.String())
+			log.Info("runtime update", "kind", op.kind, "change", op.String())
+		}
+		if err != nil {
+			// The next pass sets them.
+			log.Info("could not set the weights of the new worker", "err", err.Error())
+		}
+	}
 	return nil
 }
 

@@ -10,7 +10,7 @@ import (
 
 // slotOp is one change of a slot through the runtime API.
 type slotOp struct {
-	kind   string // join, drain, ready, evict, park
+	kind   string // join, drain, ready, evict, park, weight
 	pool   string
 	slot   int
 	member haproxy.Slot
@@ -21,6 +21,7 @@ type slotOp struct {
 	rested bool
 	window time.Duration // evict: how long until the slot is parked
 	from   string        // evict: the address the slot leaves
+	weight int           // weight: the slot's new weight
 }
 
 func (o slotOp) String() string {
@@ -34,6 +35,8 @@ func (o slotOp) String() string {
 		return fmt.Sprintf("%s draining %s (%s)", where, o.member.Member, o.member.Endpoint())
 	case "ready":
 		return fmt.Sprintf("%s ready again (%s)", where, o.member.Member)
+	case "weight":
+		return fmt.Sprintf("%s weight %d (%s)", where, o.weight, o.member.Member)
 	}
 	return where + " parked"
 }

@@ -289,6 +289,10 @@ func genPool(c *chooser, i int) specs.Pool {
 		p.TCPCheck = &specs.TCPCheck{Send: pick(c, "send", "", "PING", `a"b`, "$x"), Expect: pick(c, "expect", "SSH-2.0", "", "+PONG")}
 	}
 	p.ProxyProtocol = pick(c, "proxyProtocol", "", "v1", "v2", "v3")
+	if pick(c, "canary", false, true) {
+		p.Canary = &specs.Canary{Selector: map[string]string{pick(c, "selector.key", keys...): pick(c, "selector.value", values...)},
+			Percent: pick(c, "percent", 10, 0, 100, 101, -1)}
+	}
 	mode := pick(c, "mode", "selector", "servers", "both", "neither")
 	if mode == "selector" || mode == "both" {
 		p.Selector = map[string]string{}
@@ -353,7 +357,7 @@ func TestGeneratorCoversEveryField(t *testing.T) {
 	}
 	walk(reflect.TypeOf(specs.LoadBalancer{}))
 	seen := map[string]bool{}
-	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "certificates": 1, "acme": 1, "eab": 1, "dnsUpdate": 1, "hsts": 1, "headers": 1, "rateLimit": 1, "tcpCheck": 1, "tcp": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1}) {
+	for _, force := range append(structuralSeeds, map[string]int{"pools": 2, "mode": 2, "tls": 1, "certificates": 1, "acme": 1, "eab": 1, "dnsUpdate": 1, "hsts": 1, "headers": 1, "rateLimit": 1, "tcpCheck": 1, "tcp": 1, "backendTLS": 1, "sticky": 1, "highAvailability": 1, "canary": 1}) {
 		var out []byte
 		genLoadBalancer(&chooser{force: force, record: &out, labels: seen})
 	}

@@ -230,7 +230,10 @@ func ParseServersState(out string) ([]ServerState, error) {
 			return ""
 		}
 		atoi := func(c string) int { n, _ := strconv.Atoi(get(c)); return n }
+		weight, werr := strconv.Atoi(get("srv_uweight"))
 		states = append(states, ServerState{
+			Weight:      weight,
+			HasWeight:   werr == nil && weight >= 0 && weight <= 256,
 			Backend:     get("be_name"),
 			Name:        get("srv_name"),
 			Address:     get("srv_addr"),

@@ -132,6 +132,11 @@ type ServerState struct {
 	CheckHealth int
 	// Since is how long the server has been in its current state.
 	Since time.Duration
+	// Weight is the server's weight (srv_uweight), as set at run time or
+	// in the config (a slot's is 1, HAProxy's default); HasWeight is false
+	// when the answer had no such column.
+	Weight    int
+	HasWeight bool
 }
 
 // Rested reports whether a slot is parked as ParkSlot leaves it: at the
@@ -347,6 +352,13 @@ func (r *Runtime) Ready(ctx context.Context, backend, slot string, gated bool) e
 // lasts no longer than the CLI takes to read it.
 func rest(server string) string {
 	return fmt.Sprintf("set server %[1]s state drain; set server %[1]s health down; set server %[1]s state ready", server)
+}
+
+// SetWeight sets a server's weight (0 to 256): its share of new sessions
+// among its backend's servers. 0 takes no new session but persistent ones
+// (a stickiness cookie). The server-state file carries it over a reload.
+func (r *Runtime) SetWeight(ctx context.Context, backend, slot string, weight int) error {
+	return r.expectEmpty(ctx, fmt.Sprintf("set server %s/%s weight %d", backend, slot, weight))
 }
 
 // Drain stops sending new sessions to a slot; its sessions finish.

@@ -177,6 +177,9 @@ func TestVersionsServersState(t *testing.T) {
 				var got []row
 				for _, s := range states {
 					got = append(got, row{s.Name, s.Address, s.Port, s.State()})
+					if !s.HasWeight || s.Weight != 1 {
+						t.Errorf("%s: weight %d (known %v), want 1", s.Name, s.Weight, s.HasWeight)
+					}
 				}
 				if !reflect.DeepEqual(got, c.want) {
 					t.Errorf("got %v, want %v", got, c.want)

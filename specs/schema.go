@@ -22,7 +22,7 @@ import (
 // SchemaID is the schema's $id.
 const SchemaID = "https://github.com/incuslb/incuslb/specs/incuslb.schema.json"
 
-//go:embed types.go acme.go ha.go headers.go ratelimit.go tcp.go
+//go:embed types.go acme.go ha.go headers.go ratelimit.go tcp.go canary.go
 var typeSources embed.FS
 
 // fieldFacts are what the Go types do not say of a field.
@@ -56,6 +56,7 @@ var schemaFacts = map[string]fieldFacts{
 	"Pool.mode":                     {enum: []string{ModeHTTP, ModeTCP}, def: ModeHTTP},
 	"Pool.proxyProtocol":            {enum: []string{"v1", "v2"}},
 	"TCPListener.port":              {min: intp(1), max: intp(65535)},
+	"Canary.percent":                {min: intp(0), max: intp(100)},
 	"BackendTLS.verify":             {enum: []string{VerifyNone, VerifyRequired}, def: VerifyRequired},
 	"ACMESpec.challenge":            {enum: []string{ChallengeHTTP01, ChallengeDNS01}, def: ChallengeHTTP01},
 	"ACMESpec.keyType":              {enum: acmeKeyTypes, def: DefaultACMEKeyType},
@@ -178,7 +179,7 @@ func fieldDocs() map[string]string {
 	docsOnce.Do(func() {
 		docsMap = map[string]string{}
 		fset := token.NewFileSet()
-		for _, name := range []string{"types.go", "acme.go", "ha.go", "headers.go", "ratelimit.go", "tcp.go"} {
+		for _, name := range []string{"types.go", "acme.go", "ha.go", "headers.go", "ratelimit.go", "tcp.go", "canary.go"} {
 			src, err := typeSources.ReadFile(name)
 			if err != nil {
 				continue

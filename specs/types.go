@@ -273,6 +273,9 @@ type Pool struct {
 	// ProxyProtocol sends the client's address to the servers with the
 	// PROXY protocol: v1 or v2. Default: none.
 	ProxyProtocol string `json:"proxyProtocol,omitempty"`
+	// Canary sends a share of the pool's new sessions to the instances
+	// another selector picks, in the same backend (selector pools only).
+	Canary *Canary `json:"canary,omitempty"`
 }
 
 // Server is a static pool member.

@@ -199,6 +199,7 @@ func validateDefaults(e *errs, d *DefaultsSpec) {
 func validatePool(e *errs, path string, p *Pool) {
 	validateRateLimit(e, path+".rateLimit", p.RateLimit)
 	validateTCPPool(e, path, p)
+	validateCanary(e, path, p)
 	if strings.HasPrefix(p.Name, "rl_") {
 		e.add(path+".name", "must not start with rl_ (the rate limits' tables are named so), not %q", p.Name)
 	}
