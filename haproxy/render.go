@@ -46,6 +46,8 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	w.line("%s%s", hashLinePrefix, hashPlaceholder)
 	w.line("    log /dev/log local0")
 	w.line("    log /dev/log local1 notice")
+	// And into a ring in memory, which incuslb logs reads (see logring.go).
+	w.line("    log ring@%s format iso local0 info", LogRing)
 	w.line("    chroot /var/lib/haproxy")
 	w.line("    user haproxy")
 	w.line("    group haproxy")
@@ -98,6 +100,7 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	// instead of stopping HAProxy from starting.
 	w.line("    default-server init-addr last,libc,none")
 
+	renderLogRing(w)
 	renderPeers(w, s)
 
 	w.section("frontend stats")
