@@ -1,6 +1,7 @@
 package haproxy
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -38,5 +39,23 @@ func TestLineWriter(t *testing.T) {
 				t.Errorf("got %d lines %.80q, want %d %.80q", len(got), got, len(tc.want), tc.want)
 			}
 		})
+	}
+}
+
+// StatsAddr reads the stats frontend's address back from a rendered config.
+func TestStatsAddr(t *testing.T) {
+	cfg := "global\n    log /dev/log local0\n\nfrontend stats\n    bind 127.0.0.1:9200\n    stats enable\n\nfrontend main\n    bind :80\n"
+	if got := StatsAddr([]byte(cfg)); got != "127.0.0.1:9200" {
+		t.Errorf("StatsAddr = %q", got)
+	}
+	golden, err := os.ReadFile("testdata/minimal.cfg.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := StatsAddr(golden); got != "127.0.0.1:9100" {
+		t.Errorf("StatsAddr of a rendered config = %q", got)
+	}
+	if got := StatsAddr([]byte("frontend main\n    bind :80\n")); got != "" {
+		t.Errorf("StatsAddr without stats = %q", got)
 	}
 }

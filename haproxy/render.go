@@ -30,6 +30,23 @@ func CertPath(lb *specs.LoadBalancer, opts Options) string {
 	return certDir(opts) + "/" + lb.Metadata.Name + ".pem"
 }
 
+// StatsAddr is the address (HOST:PORT, in the instance) of the stats
+// frontend of a config Render wrote, or "" when it has none.
+func StatsAddr(cfg []byte) string {
+	in := false
+	for _, line := range strings.Split(string(cfg), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+		case !strings.HasPrefix(line, " "):
+			in = len(f) == 2 && f[0] == "frontend" && f[1] == "stats"
+		case in && f[0] == "bind" && len(f) > 1:
+			return f[1]
+		}
+	}
+	return ""
+}
+
 // Render writes haproxy.cfg for a defaulted, valid LoadBalancer with its
 // selector pools' slots given by layout (a pool missing from layout has all
 // its slots parked). It is pure and deterministic.
