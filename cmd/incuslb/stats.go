@@ -59,15 +59,14 @@ func (e *env) stats(args []string) error {
 		return fmt.Errorf("--listen %s: %w", *listen, err)
 	}
 	defer ln.Close()
-	url := "http://" + ln.Addr().String()
+	where := fmt.Sprintf("http://%s/stats, metrics at http://%[1]s/metrics", ln.Addr())
 	if network == "unix" {
 		if err := os.Chmod(addr, 0o600); err != nil {
 			return err
 		}
-		url = "--unix-socket " + addr + " http://localhost"
+		where = fmt.Sprintf("unix socket %s (curl --unix-socket %[1]s http://localhost/stats, or /metrics)", addr)
 	}
-	fmt.Fprintf(e.stdout, "stats of LoadBalancer %s (instance %s, %s in it): %s/stats, metrics at %s/metrics; Ctrl-C stops\n",
-		name, t, target, url, url)
+	fmt.Fprintf(e.stdout, "stats of LoadBalancer %s (instance %s, %s in it): %s; Ctrl-C stops\n", name, t, target, where)
 	srv := &http.Server{
 		Handler:           &statsProxy{sock: t.applier.ExecIn(t.lb, target), host: target},
 		ReadHeaderTimeout: 10 * time.Second,
