@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"time"
@@ -38,7 +39,37 @@ func (a *Applier) Runtime(lb *specs.LoadBalancer) *haproxy.Runtime {
 // the instance (perl-base is Essential in Debian).
 func (a *Applier) execRuntime(lb *specs.LoadBalancer) *haproxy.Runtime {
 	in := lb.Spec.Instance
-	run := func(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
+	run := a.execRun(lb)
+	admin := haproxy.ExecSocket{Path: haproxy.AdminSocket, Run: run}
+	if s, ok := a.Incus.(execStreamer); ok {
+		admin.Stream = func(ctx context.Context, argv []string, stdin []byte, stdout io.Writer) error {
+			return s.ExecStream(ctx, in.Project, in.Name, argv, stdin, stdout)
+		}
+	}
+	return &haproxy.Runtime{
+		Admin:  admin,
+		Master: haproxy.ExecSocket{Path: haproxy.MasterSocket, Run: run},
+	}
+}
+
+// execStreamer is the optional side of the Incus client that runs a
+// command whose output comes as it runs (incuslb logs -f through exec).
+type execStreamer interface {
+	ExecStream(ctx context.Context, project, name string, argv []string, stdin []byte, stdout io.Writer) error
+}
+
+// ExecIn is a route into the LB's instance for a TCP service that listens
+// on the instance's loopback (the stats frontend): a perl client run
+// through exec for each exchange.
+func (a *Applier) ExecIn(lb *specs.LoadBalancer, addr string) haproxy.ExecSocket {
+	return haproxy.ExecSocket{Path: addr, Run: a.execRun(lb)}
+}
+
+// execRun runs a command in the LB's instance: its stdout, or an error
+// with its stderr when it exits non-zero.
+func (a *Applier) execRun(lb *specs.LoadBalancer) func(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
+	in := lb.Spec.Instance
+	return func(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
 		res, err := a.Incus.Exec(ctx, in.Project, in.Name, argv, stdin)
 		if err != nil {
 			return nil, err
@@ -47,10 +78,6 @@ func (a *Applier) execRuntime(lb *specs.LoadBalancer) *haproxy.Runtime {
 			return res.Stdout, fmt.Errorf("exit %d: %s", res.Code, strings.TrimSpace(string(res.Stderr)))
 		}
 		return res.Stdout, nil
-	}
-	return &haproxy.Runtime{
-		Admin:  haproxy.ExecSocket{Path: haproxy.AdminSocket, Run: run},
-		Master: haproxy.ExecSocket{Path: haproxy.MasterSocket, Run: run},
 	}
 }
 

@@ -22,8 +22,13 @@
 //     cert / set ssl ca-file);
 //   - the server-state file a reload carries drains and health states over
 //     with (statefile.go);
-//   - the runtime API client (runtime.go) and the parsers of HAProxy's
-//     answers (parse.go), golden-tested against HAProxy 2.6 and 3.0.
+//   - the runtime API client (runtime.go), the routes to a socket or to
+//     a TCP service in the container (sockets.go: a unix socket here, or
+//     the one perl client run through exec there), and the parsers of
+//     HAProxy's answers (parse.go), golden-tested against HAProxy 2.6 and
+//     3.0;
+//   - the log ring (logring.go): HAProxy's log kept in its memory, read
+//     and followed across reloads with `show events`.
 //
 // It must not know Incus: the sockets it talks to are given to it. Its
 // parsers treat HAProxy's answers as untrusted input: bounded, never

@@ -30,6 +30,23 @@ func CertPath(lb *specs.LoadBalancer, opts Options) string {
 	return certDir(opts) + "/" + lb.Metadata.Name + ".pem"
 }
 
+// StatsAddr is the address (HOST:PORT, in the instance) of the stats
+// frontend of a config Render wrote, or "" when it has none.
+func StatsAddr(cfg []byte) string {
+	in := false
+	for _, line := range strings.Split(string(cfg), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+		case !strings.HasPrefix(line, " "):
+			in = len(f) == 2 && f[0] == "frontend" && f[1] == "stats"
+		case in && f[0] == "bind" && len(f) > 1:
+			return f[1]
+		}
+	}
+	return ""
+}
+
 // Render writes haproxy.cfg for a defaulted, valid LoadBalancer with its
 // selector pools' slots given by layout (a pool missing from layout has all
 // its slots parked). It is pure and deterministic.
@@ -46,6 +63,8 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	w.line("%s%s", hashLinePrefix, hashPlaceholder)
 	w.line("    log /dev/log local0")
 	w.line("    log /dev/log local1 notice")
+	// And into a ring in memory, which incuslb logs reads (see logring.go).
+	w.line("    log ring@%s format iso local0 info", LogRing)
 	w.line("    chroot /var/lib/haproxy")
 	w.line("    user haproxy")
 	w.line("    group haproxy")
@@ -98,6 +117,7 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	// instead of stopping HAProxy from starting.
 	w.line("    default-server init-addr last,libc,none")
 
+	renderLogRing(w)
 	renderPeers(w, s)
 
 	w.section("frontend stats")

@@ -3,75 +3,9 @@ package haproxy
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"time"
 )
-
-// Socket is one of HAProxy's sockets: it sends a payload and returns the
-// whole answer.
-type Socket interface {
-	Exchange(ctx context.Context, payload string) (string, error)
-}
-
-// UnixSocket is a unix socket reachable from here: the host side of an
-// Incus proxy device that forwards to the socket in the container.
-type UnixSocket string
-
-// UnixDialer returns the unix socket at path.
-func UnixDialer(path string) Socket { return UnixSocket(path) }
-
-// Exchange writes payload and reads until HAProxy closes the connection.
-// The write side is never half-closed: an Incus proxy device would drop
-// the answer.
-func (u UnixSocket) Exchange(ctx context.Context, payload string) (string, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", string(u))
-	if err != nil {
-		return "", fmt.Errorf("runtime API: %w", err)
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	if _, err := io.WriteString(conn, payload); err != nil {
-		return "", fmt.Errorf("runtime API: %w", err)
-	}
-	out, err := io.ReadAll(io.LimitReader(conn, MaxAnswer+1))
-	if err != nil {
-		return string(out), fmt.Errorf("runtime API: %w", err)
-	}
-	if len(out) > MaxAnswer {
-		return "", fmt.Errorf("runtime API: the answer to %q is larger than %d bytes", firstLine(payload), MaxAnswer)
-	}
-	return string(out), nil
-}
-
-// ExecSocket reaches a socket inside the container by running a small perl
-// client there (perl-base is Essential in Debian; the image has no socat):
-// for when the host side of the proxy device is out of reach, because the
-// instance runs on another cluster member or Incus is remote. About 30 ms
-// an exchange instead of 0.2 ms.
-type ExecSocket struct {
-	Path string // in the container
-	// Run runs argv in the instance with stdin and returns its stdout, or an
-	// error that includes stderr when it exits non-zero.
-	Run func(ctx context.Context, argv []string, stdin []byte) ([]byte, error)
-}
-
-// perlClient connects to the unix socket ARGV[0], sends stdin, and prints
-// the answer.
-const perlClient = `use IO::Socket::UNIX; my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die "connect $ARGV[0]: $!\n"; local $/; my $in = <STDIN>; print $s $in; print <$s>;`
-
-// Exchange implements Socket.
-func (e ExecSocket) Exchange(ctx context.Context, payload string) (string, error) {
-	out, err := e.Run(ctx, []string{"perl", "-e", perlClient, e.Path}, []byte(payload))
-	if err != nil {
-		return string(out), fmt.Errorf("runtime API through exec: %w", err)
-	}
-	return string(out), nil
-}
 
 // Runtime speaks HAProxy's runtime API on the admin socket and the master
 // CLI on the master socket.

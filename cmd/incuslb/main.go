@@ -75,6 +75,10 @@ Usage:
   incuslb maintenance on|off INSTANCE [--project P]
                                      take an LB instance out for planned work (a pair's replica
                                      hands the virtual address over first) and put it back
+  incuslb stats NAME [--listen 127.0.0.1:9100|PATH]
+                                     serve the LB's stats page (/stats, /metrics) on this host's
+                                     loopback, through the instance, until Ctrl-C
+  incuslb logs NAME [-f] [-n N]      show HAProxy's log from the LB's instance (-f: follow it)
   incuslb schema                     print the JSON Schema of a LoadBalancer document
   incuslb version                    print the version
 
@@ -104,6 +108,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return env.run(args[1:])
 	case "maintenance":
 		return env.maintenance(args[1:])
+	case "stats":
+		return env.stats(args[1:])
+	case "logs":
+		return env.logs(args[1:])
 	case "schema":
 		return env.schema(args[1:])
 	case "version":
