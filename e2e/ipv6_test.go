@@ -204,4 +204,18 @@ var _ = Describe("IPv6 members and listeners on real Incus", Ordered, func() {
 		Expect(strings.Count(fmt.Sprint(v6Servers()), "UP")).To(Equal(2))
 		Expect(ctl.stop()).To(Equal(0))
 	})
+
+	It("3. keeps the IPv6 members in their slots, up, across a reload", func() {
+		before := v6Servers()
+		Expect(before).To(HaveLen(2))
+		reloads := reloadsOf(v6LB)
+		spec := strings.Replace(withImage(fmt.Sprintf(v6SpecTemplate, project)), "  frontend:", "  stats: {port: 9101}\n  frontend:", 1)
+		Expect(os.WriteFile(filepath.Join(specDir, "ipv6.yaml"), []byte(spec), 0o644)).To(Succeed())
+		code, _, stderr := cli("apply", "-f", filepath.Join(specDir, "ipv6.yaml"))
+		Expect(code).To(Equal(0), stderr)
+		Expect(reloadsOf(v6LB)).To(Equal(reloads + 1))
+		// The state file carried them over: up at once, not after rise checks.
+		Expect(v6Servers()).To(Equal(before))
+		Expect(v6ServedBy(10)).To(Equal(map[string]bool{"e2e-ipv6-1": true, "e2e-ipv6-3": true}))
+	})
 })
