@@ -29,7 +29,8 @@ type discovery struct {
 const fullListEvery = time.Minute
 
 // discover lists the members of every selector pool: running instances
-// matching the selector with a global IPv4 address on the pool's NIC. It
+// matching the selector with a global address of the pool's family on the
+// pool's NIC (see memberAddress). It
 // makes one list call per project, however many pools and instances there
 // are, and lists the whole project (leavers are looked up in it).
 //
@@ -71,7 +72,7 @@ func (a *Applier) discover(ctx context.Context, lb *specs.LoadBalancer, l *listi
 					(inst.Project == lb.Spec.Instance.Project && slices.Contains(lb.InstanceNames(), inst.Name)) {
 					continue
 				}
-				addr := inst.IPv4(p.NIC)
+				addr := memberAddress(&inst, p)
 				if inst.Running() && addr == "" {
 					d.waiting++
 				}
@@ -210,11 +211,12 @@ func (a *Applier) listProject(ctx context.Context, project string, state bool) (
 // is drained, which needs its address): from prev for a member already in
 // a slot, from Incus (in parallel) for the others.
 func (a *Applier) addresses(ctx context.Context, project string, insts []incus.Instance, pools []*specs.Pool, prev haproxy.Layout) ([]incus.Instance, error) {
-	known := map[string]string{} // member -> address in the running config
+	type slotAddr struct{ nic, addr string }
+	known := map[string][]slotAddr{} // member -> its addresses in the running config
 	for _, p := range pools {
 		for _, s := range prev[p.Name] {
 			if !s.Parked() {
-				known[s.Member] = s.Address
+				known[s.Member] = append(known[s.Member], slotAddr{p.NIC, s.Address})
 			}
 		}
 	}
@@ -227,17 +229,29 @@ func (a *Applier) addresses(ctx context.Context, project string, insts []incus.I
 			picked, _ := selects(p, inst.Config)
 			selected = selected || picked
 		}
-		addr, isMember := known[inst.Name]
+		addrs, isMember := known[inst.Name]
 		if !inst.Running() || (!selected && !isMember) {
 			continue
 		}
 		if isMember {
-			nics := map[string][]string{}
-			for _, p := range pools {
-				nics[p.NIC] = []string{addr}
+			// Its addresses in the slots it holds; every pool that selects
+			// it must find one of its family there, or Incus is asked (a
+			// member of an ipv4 pool that another, ipv6, pool selects).
+			inst.Addresses, inst.Addresses6 = map[string][]string{}, map[string][]string{}
+			for _, a := range addrs {
+				if !slices.Contains(inst.Addresses[a.nic], a.addr) && !slices.Contains(inst.Addresses6[a.nic], a.addr) {
+					setAddress(inst, a.nic, a.addr)
+				}
 			}
-			inst.Addresses = nics
-			continue
+			complete := true
+			for _, p := range pools {
+				if matches(inst.Config, p.Selector) && memberAddress(inst, p) == "" {
+					complete = false
+				}
+			}
+			if complete {
+				continue
+			}
 		}
 		wg.Add(1)
 		go func(i int) {

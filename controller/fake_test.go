@@ -53,7 +53,7 @@ func (f *fakeIncus) GetInstance(_ context.Context, _, name string, state bool) (
 	}
 	i.Config = copyMap(i.Config)
 	if !state {
-		i.Addresses = nil
+		i.Addresses, i.Addresses6 = nil, nil
 	}
 	return &i, nil
 }
@@ -106,7 +106,7 @@ func (f *fakeIncus) ListInstances(_ context.Context, _ string, state bool) ([]in
 	out := append([]incus.Instance(nil), f.members...)
 	if !state {
 		for i := range out {
-			out[i].Addresses = nil
+			out[i].Addresses, out[i].Addresses6 = nil, nil
 		}
 	}
 	return out, nil

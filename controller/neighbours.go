@@ -22,6 +22,11 @@ import (
 // member may have left while no controller ran); the first packet to the
 // address then resolves it afresh.
 //
+// IPv6 addresses are skipped: a member's IPv6 address on the bridge comes
+// from SLAAC, derived from its MAC, so a new instance (a new MAC) does not
+// take an old one's address, and an address written by hand that does is
+// resolved again by neighbour discovery. Only IPv4 entries are deleted.
+//
 // It speaks rtnetlink through perl (perl-base is Essential; iproute2 is
 // not in a minimal image). Failing to forget only delays a join, so it is
 // reported, never fatal. It returns how many entries it deleted.

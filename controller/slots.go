@@ -209,7 +209,7 @@ func leavers(lb *specs.LoadBalancer, prev haproxy.Layout, disc *discovery) []lea
 			if port == 0 {
 				port = p.Port
 			}
-			current[fmt.Sprintf("%s:%d", m.Address, port)] = true
+			current[haproxy.Slot{Address: m.Address, Port: port}.Endpoint()] = true
 		}
 		for i, s := range prev[p.Name] {
 			if s.Parked() || current[s.Endpoint()] {
@@ -219,7 +219,7 @@ func leavers(lb *specs.LoadBalancer, prev haproxy.Layout, disc *discovery) []lea
 			if inst, ok := disc.seen[p.Project+"/"+s.Member]; ok {
 				// A clean stop drains too: requests already sent finish
 				// while its service shuts down gracefully.
-				l.running = (inst.Running() || inst.Status == statusStopping) && inst.IPv4(p.NIC) == s.Address
+				l.running = (inst.Running() || inst.Status == statusStopping) && memberAddress(&inst, &p) == s.Address
 			}
 			out = append(out, l)
 		}
@@ -258,7 +258,7 @@ func trimForeign(lb *specs.LoadBalancer, prev haproxy.Layout, members map[string
 			if port == 0 {
 				port = p.Port
 			}
-			current[fmt.Sprintf("%s:%d", m.Address, port)] = true
+			current[haproxy.Slot{Address: m.Address, Port: port}.Endpoint()] = true
 		}
 		used := 0
 		for i, s := range slots {

@@ -10,6 +10,10 @@ set -euo pipefail
 
 BRIDGE=${INCUSLB_BRIDGE:-incusbr0}
 BRIDGE_ADDR=${INCUSLB_BRIDGE_ADDR:-10.77.0.1/24}
+# A ULA /64 on the bridge: containers take a global-scope IPv6 address by
+# SLAAC from the bridge's router advertisements (the pools with family:
+# ipv6 or any, and listeners on IPv6, in the e2e suite). No NAT.
+BRIDGE_ADDR6=${INCUSLB_BRIDGE_ADDR6:-fd42:77::1/64}
 IMAGE_ALIAS=${INCUSLB_IMAGE:-lb-haproxy}
 IMAGE_ALIAS_30=${INCUSLB_IMAGE_30:-lb-haproxy-30}
 # Bump IMAGE_VERSION whenever build_image changes: an imported image of an
@@ -107,9 +111,19 @@ start_incusd() {
 init_incus() {
   incus storage show default >/dev/null 2>&1 || incus storage create default dir
   if ! incus network show "$BRIDGE" >/dev/null 2>&1; then
-    log "creating bridge $BRIDGE ($BRIDGE_ADDR, no NAT)"
-    incus network create "$BRIDGE" ipv4.address="$BRIDGE_ADDR" ipv4.nat=false ipv6.address=none
+    log "creating bridge $BRIDGE ($BRIDGE_ADDR, $BRIDGE_ADDR6, no NAT)"
+    incus network create "$BRIDGE" ipv4.address="$BRIDGE_ADDR" ipv4.nat=false \
+      ipv6.address="$BRIDGE_ADDR6" ipv6.nat=false
   fi
+  # A bridge made before IPv6 was wanted (ipv6.address=none) gets it now;
+  # a change restarts the bridge's dnsmasq for a moment, nothing more.
+  # Stateless (SLAAC) addresses: the kernel in each container takes one
+  # within a second or two of the first router advertisement.
+  local k v kv
+  for kv in "ipv6.address=$BRIDGE_ADDR6" ipv6.nat=false ipv6.dhcp.stateful=false; do
+    k=${kv%%=*} v=${kv#*=}
+    [ "$(incus network get "$BRIDGE" "$k")" = "$v" ] || { log "setting $BRIDGE $k=$v"; incus network set "$BRIDGE" "$k=$v"; }
+  done
   # DHCP hands out .2-.199; .200 and up are for the tests' static addresses
   # (a member at an address another instance had before).
   local ranges="${BRIDGE_ADDR%.*}.2-${BRIDGE_ADDR%.*}.199"

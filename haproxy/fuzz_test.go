@@ -75,8 +75,11 @@ func validateRender(t *testing.T, lb *specs.LoadBalancer, nMembers uint8) {
 	members := map[string][]haproxy.Member{}
 	for _, p := range lb.Spec.Pools {
 		for i := 0; i < int(nMembers%40); i++ {
-			members[p.Name] = append(members[p.Name], haproxy.Member{
-				Name: fmt.Sprintf("m-%d", i), Address: fmt.Sprintf("10.0.%d.%d", i/250, 1+i%250)})
+			addr := fmt.Sprintf("10.0.%d.%d", i/250, 1+i%250)
+			if p.Family == specs.FamilyIPv6 {
+				addr = fmt.Sprintf("fd42:77::%x", 1+i)
+			}
+			members[p.Name] = append(members[p.Name], haproxy.Member{Name: fmt.Sprintf("m-%d", i), Address: addr})
 		}
 	}
 	layout := haproxy.Assign(lb, members, nil)
@@ -144,7 +147,7 @@ var (
 		specs.Dur(24 * time.Hour), specs.Dur(25 * time.Hour), specs.Dur(-time.Second), specs.Dur(1500 * time.Microsecond),
 		{Duration: 0}, {Duration: 3 * time.Second}}
 	poolNames = []string{"api", "web", "p-1.x", "main", "stats", "", "9x", "a b", "x#", strings.Repeat("p", 64), "default"}
-	addresses = []string{"10.0.0.1:80", "srv.example.org:3000", "10.0.0.1", "[::1]:80", "\u212A.org:80", "a:0",
+	addresses = []string{"10.0.0.1:80", "srv.example.org:3000", "10.0.0.1", "[::1]:80", "[2001:db8::1]:8080", "2001:db8::1:80", "[fe80::1]:80", "\u212A.org:80", "a:0",
 		"a:65536", "host:08", "10.0.0.1:80 backup", "127.0.0.1:1"}
 	verifies = []string{"none", "", "required", "maybe"}
 	names    = []string{"edge", "", "Edge_1", "a-b", strings.Repeat("e", 64), "fuzz", "a#b"}
@@ -185,7 +188,8 @@ func genLoadBalancer(c *chooser) *specs.LoadBalancer {
 				AdvertInterval: pick(c, "advertInterval", durations...)},
 		}
 	}
-	s.Frontend = specs.FrontendSpec{HTTPPort: pick(c, "httpPort", ports...), HTTPSPort: pick(c, "httpsPort", ports...)}
+	s.Frontend = specs.FrontendSpec{HTTPPort: pick(c, "httpPort", ports...), HTTPSPort: pick(c, "httpsPort", ports...),
+		IPv6: pick(c, "ipv6", false, true)}
 	if pick(c, "tls", false, true) {
 		s.Frontend.TLS = &specs.TLSSpec{CertificateFile: pick(c, "certificateFile", certs...), RedirectHTTP: pick(c, "redirectHTTP", false, true)}
 		if pick(c, "certificates", false, true) {
@@ -310,6 +314,7 @@ func genPool(c *chooser, i int) specs.Pool {
 	}
 	p.Project = pick(c, "project", incus...)
 	p.NIC = pick(c, "nic", nics...)
+	p.Family = pick(c, "family", "", specs.FamilyIPv4, specs.FamilyIPv6, specs.FamilyAny, "inet6")
 	p.Port = pick(c, "port", ports...)
 	p.Balance = pick(c, "balance", balances...)
 	if pick(c, "sticky", false, true) {

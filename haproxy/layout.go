@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -17,7 +18,7 @@ import (
 // Member is one backend instance of a selector pool.
 type Member struct {
 	Name    string `json:"name"`           // the Incus instance name
-	Address string `json:"address"`        // IPv4 address
+	Address string `json:"address"`        // IPv4 or IPv6 address, no brackets
 	Port    int    `json:"port,omitempty"` // 0 means the pool's port
 }
 
@@ -31,8 +32,9 @@ type Slot struct {
 // Parked reports whether the slot holds no member.
 func (s Slot) Parked() bool { return s.Address == "" }
 
-// Endpoint is "address:port".
-func (s Slot) Endpoint() string { return s.Address + ":" + strconv.Itoa(s.Port) }
+// Endpoint is "address:port", an IPv6 address in brackets
+// ("[fd42::5]:8080"), as haproxy.cfg's server lines take it.
+func (s Slot) Endpoint() string { return net.JoinHostPort(s.Address, strconv.Itoa(s.Port)) }
 
 // Layout holds the slots of every selector pool: Layout[pool][i] is the
 // server named SlotName(i).
@@ -183,9 +185,9 @@ func ParseLayout(cfg []byte, pools map[string]bool) Layout {
 		for len(out[backend]) <= i {
 			out[backend] = append(out[backend], Slot{})
 		}
-		host, portStr, ok := strings.Cut(fields[2], ":")
+		host, portStr, err := net.SplitHostPort(fields[2])
 		port, _ := strconv.Atoi(portStr)
-		if !ok || indexOf(fields, "disabled") >= 0 || IsParked(host, port) {
+		if err != nil || indexOf(fields, "disabled") >= 0 || IsParked(host, port) {
 			continue
 		}
 		var member string
@@ -222,11 +224,12 @@ func (l Layout) String() string {
 }
 
 // CheckMember rejects a member whose fields could not be written safely
-// into haproxy.cfg: the address must be IPv4 and the port in range.
+// into haproxy.cfg: the address must be an IPv4 or IPv6 address (no zone,
+// no brackets, not an IPv4 address written as IPv6) and the port in range.
 func CheckMember(m Member) error {
-	ip := net.ParseIP(m.Address)
-	if ip == nil || ip.To4() == nil || strings.Contains(m.Address, ":") {
-		return fmt.Errorf("address must be an IPv4 address, not %q", m.Address)
+	a, err := netip.ParseAddr(m.Address)
+	if err != nil || a.Zone() != "" || a.Is4In6() {
+		return fmt.Errorf("address must be an IPv4 or IPv6 address, not %q", m.Address)
 	}
 	if m.Port < 0 || m.Port > 65535 {
 		return fmt.Errorf("port must be between 1 and 65535, not %d", m.Port)

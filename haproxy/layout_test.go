@@ -101,13 +101,15 @@ func TestParseLayoutReadsBackWhatRenderWrote(t *testing.T) {
 }
 
 func TestCheckMemberRejectsWhatCouldInjectConfig(t *testing.T) {
-	for _, addr := range []string{"", "10.0.0.1 check", "10.0.0.1\nbackend x", "::1", "host.example", "10.0.0.1#"} {
+	for _, addr := range []string{"", "10.0.0.1 check", "10.0.0.1\nbackend x", "fe80::1%eth0", "[::1]", "::ffff:10.0.0.1", "::1 check", "host.example", "10.0.0.1#"} {
 		if err := haproxy.CheckMember(haproxy.Member{Name: "m", Address: addr}); err == nil {
 			t.Errorf("CheckMember accepted address %q", addr)
 		}
 	}
-	if err := haproxy.CheckMember(haproxy.Member{Name: "m", Address: "10.0.0.1", Port: 80}); err != nil {
-		t.Errorf("CheckMember rejected a good member: %v", err)
+	for _, addr := range []string{"10.0.0.1", "fd42:77::216:3eff:fe00:1", "2001:db8::1"} {
+		if err := haproxy.CheckMember(haproxy.Member{Name: "m", Address: addr, Port: 80}); err != nil {
+			t.Errorf("CheckMember rejected a good member: %v", err)
+		}
 	}
 }
 

@@ -129,9 +129,9 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	w.line("    stats refresh 10s")
 
 	w.section("frontend main")
-	w.line("    bind :%d", s.Frontend.HTTPPort)
+	bind(w, s, s.Frontend.HTTPPort, "")
 	if t := s.Frontend.TLS; t != nil {
-		w.line("    bind :%d ssl crt-list %s alpn h2,http/1.1", s.Frontend.HTTPSPort, CrtListPath(lb, opts))
+		bind(w, s, s.Frontend.HTTPSPort, "ssl crt-list "+CrtListPath(lb, opts)+" alpn h2,http/1.1")
 		if t.ACME != nil {
 			// ACME HTTP-01: the controller puts each token and its key
 			// authorization into the map through the runtime API while

@@ -30,7 +30,7 @@ func renderTCP(w *writer, lb *specs.LoadBalancer, layout Layout) {
 	w.line("    default-server init-addr last,libc,none")
 	for _, l := range s.TCP {
 		w.section("frontend tcp_" + l.Name)
-		w.line("    bind :%d", l.Port)
+		bind(w, s, l.Port, "")
 		w.line("    default_backend %s", l.Pool)
 	}
 	for _, p := range s.Pools {

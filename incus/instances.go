@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -22,6 +23,10 @@ type Instance struct {
 	// Addresses holds the global IPv4 addresses of each NIC, by the NIC's
 	// name inside the instance.
 	Addresses map[string][]string
+	// Addresses6 holds the global-scope IPv6 addresses of each NIC (unique
+	// local fc00::/7 included, as Linux scopes them; link-local never), in
+	// canonical form, by the NIC's name inside the instance.
+	Addresses6 map[string][]string
 }
 
 // Running reports whether the instance runs.
@@ -30,6 +35,14 @@ func (i *Instance) Running() bool { return i.Status == "Running" }
 // IPv4 returns the first global IPv4 address on nic, or "".
 func (i *Instance) IPv4(nic string) string {
 	if a := i.Addresses[nic]; len(a) > 0 {
+		return a[0]
+	}
+	return ""
+}
+
+// IPv6 returns the first global IPv6 address on nic, or "".
+func (i *Instance) IPv6(nic string) string {
+	if a := i.Addresses6[nic]; len(a) > 0 {
 		return a[0]
 	}
 	return ""
@@ -127,12 +140,13 @@ func (c *Client) GetInstance(ctx context.Context, project, name string, state bo
 
 func fromFull(f *api.InstanceFull, project string) Instance {
 	inst := Instance{
-		Name:      f.Name,
-		Project:   project,
-		Status:    f.Status,
-		Location:  f.Location,
-		Config:    f.ExpandedConfig,
-		Addresses: map[string][]string{},
+		Name:       f.Name,
+		Project:    project,
+		Status:     f.Status,
+		Location:   f.Location,
+		Config:     f.ExpandedConfig,
+		Addresses:  map[string][]string{},
+		Addresses6: map[string][]string{},
 	}
 	if inst.Project == "" {
 		inst.Project = f.Project
@@ -140,8 +154,19 @@ func fromFull(f *api.InstanceFull, project string) Instance {
 	if f.State != nil {
 		for nic, n := range f.State.Network {
 			for _, a := range n.Addresses {
-				if a.Family == "inet" && a.Scope == "global" {
+				if a.Scope != "global" {
+					continue
+				}
+				switch a.Family {
+				case "inet":
 					inst.Addresses[nic] = append(inst.Addresses[nic], a.Address)
+				case "inet6":
+					// Canonical, so that it compares equal to what HAProxy
+					// reports (RFC 5952, as inet_ntop writes it).
+					if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Is6() && !ip.Is4In6() &&
+						ip.Zone() == "" && !ip.IsLinkLocalUnicast() {
+						inst.Addresses6[nic] = append(inst.Addresses6[nic], ip.String())
+					}
 				}
 			}
 		}

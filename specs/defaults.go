@@ -104,6 +104,7 @@ func SetDefaults(lb *LoadBalancer) {
 		if len(p.Servers) == 0 {
 			orString(&p.Project, s.Instance.Project)
 			orString(&p.NIC, DefaultNIC)
+			orString(&p.Family, FamilyIPv4)
 			orInt(&p.Slots, d.Slots)
 			orString(&p.Join, d.Join)
 		}

@@ -53,6 +53,7 @@ var schemaFacts = map[string]fieldFacts{
 	"Pool.join":                     {enum: []string{JoinChecked, JoinImmediate}},
 	"Pool.balance":                  {enum: []string{BalanceRoundRobin, BalanceLeastConn, BalanceURI}, def: BalanceRoundRobin},
 	"Pool.port":                     {min: intp(1), max: intp(65535)},
+	"Pool.family":                   {enum: families, def: FamilyIPv4},
 	"Pool.mode":                     {enum: []string{ModeHTTP, ModeTCP}, def: ModeHTTP},
 	"Pool.proxyProtocol":            {enum: []string{"v1", "v2"}},
 	"TCPListener.port":              {min: intp(1), max: intp(65535)},

@@ -77,6 +77,9 @@ type FrontendSpec struct {
 	HTTPPort  int      `json:"httpPort,omitempty"`  // default 80
 	HTTPSPort int      `json:"httpsPort,omitempty"` // default 443; bound only with tls
 	TLS       *TLSSpec `json:"tls,omitempty"`
+	// IPv6 listens on IPv6 too: every listener (http, https and the tcp
+	// listeners) is bound on [::] beside its IPv4 bind. Default false.
+	IPv6 bool `json:"ipv6,omitempty"`
 }
 
 // TLSSpec turns on TLS termination.
@@ -247,8 +250,13 @@ type Pool struct {
 	Selector map[string]string `json:"selector,omitempty"`
 	// Project the selector looks in. Default: spec.instance.project.
 	Project string `json:"project,omitempty"`
-	// NIC whose global IPv4 address a member is reached on. Default eth0.
+	// NIC whose global address a member is reached on. Default eth0.
 	NIC string `json:"nic,omitempty"`
+	// Family is the address family a member is reached on: ipv4 (its
+	// global IPv4 address), ipv6 (its global IPv6 address, unique local
+	// fc00::/7 included, link-local never) or any (its IPv4 address when
+	// it has one, else its IPv6 one). Default ipv4.
+	Family string `json:"family,omitempty"`
 	// Port members listen on (selector pools).
 	Port int `json:"port,omitempty"`
 	// Servers are static members (no selector).
@@ -281,7 +289,7 @@ type Pool struct {
 // Server is a static pool member.
 type Server struct {
 	Name    string `json:"name"`
-	Address string `json:"address"` // host:port; host is an IPv4 address or a DNS name
+	Address string `json:"address"` // host:port; host is an IPv4 address, [an IPv6 address] or a DNS name
 }
 
 // Sticky pins a client to a server with a cookie HAProxy inserts. Cookie

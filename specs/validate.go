@@ -233,6 +233,7 @@ func validatePool(e *errs, path string, p *Pool) {
 		if !nicRE.MatchString(p.NIC) {
 			e.add(path+".nic", "must be a NIC name such as eth0, not %q", p.NIC)
 		}
+		validateFamily(e, path+".family", p.Family)
 		validateSlots(e, path+".slots", p.Slots)
 	default:
 		if p.Port != 0 {
@@ -243,6 +244,9 @@ func validatePool(e *errs, path string, p *Pool) {
 		}
 		if p.Project != "" || p.NIC != "" {
 			e.add(path, "project and nic apply to selector pools only")
+		}
+		if p.Family != "" {
+			e.add(path+".family", "applies to selector pools only; a static server's address says its family")
 		}
 		if len(p.Servers) > maxServers {
 			e.add(path+".servers", "at most %d servers, not %d", maxServers, len(p.Servers))
@@ -543,13 +547,14 @@ func (r *statusReader) quantifier() bool {
 func checkAddress(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Sprintf("must be host:port, not %q", addr)
+		return fmt.Sprintf("must be host:port, not %q%s", addr, bracketHint(addr))
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
-		return fmt.Sprintf("IPv6 addresses are not supported yet: %q", addr)
-	}
-	if !validHost(host) {
-		return fmt.Sprintf("host must be an IPv4 address or DNS name, not %q", host)
+		if reason := checkIPv6Server(addr, ip); reason != "" {
+			return reason
+		}
+	} else if !validHost(host) {
+		return fmt.Sprintf("host must be an IPv4 address, [an IPv6 address] or a DNS name, not %q", host)
 	}
 	var n int
 	if _, err := fmt.Sscanf(port, "%d", &n); err != nil || fmt.Sprint(n) != port || n < 1 || n > 65535 {

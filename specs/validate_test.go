@@ -101,8 +101,7 @@ func TestValidate(t *testing.T) {
 			p := static
 			p.Servers = []specs.Server{{Name: "a", Address: "10.0.0.1"}, {Name: "a", Address: "[::1]:80"}}
 			lb.Spec.Pools = append(lb.Spec.Pools, p)
-		}, []string{"spec.pools[1].servers[0].address: must be host:port", "spec.pools[1].servers[1].name: duplicate server name",
-			"spec.pools[1].servers[1].address: IPv6 addresses are not supported yet"}},
+		}, []string{"spec.pools[1].servers[0].address: must be host:port", "spec.pools[1].servers[1].name: duplicate server name"}},
 		{"port on static pool", func(lb *specs.LoadBalancer) {
 			p := static
 			p.Port = 80

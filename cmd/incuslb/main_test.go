@@ -121,7 +121,7 @@ func TestRenderRejectsHostileMembers(t *testing.T) {
 	members := filepath.Join(dir, "m.yaml")
 	os.WriteFile(members, []byte("api_pool:\n  - {name: x, address: \"10.0.0.1 backup\"}\nforgejo:\n  - {name: y, address: 10.0.0.2}\n"), 0o644)
 	code, _, stderr := runCLI(t, "", "render", "-f", "../../specs/examples/edge.yaml", "--members", members)
-	if code != exitInvalid || !strings.Contains(stderr, "api_pool[0]: address must be an IPv4 address") ||
+	if code != exitInvalid || !strings.Contains(stderr, "api_pool[0]: address must be an IPv4 or IPv6 address") ||
 		!strings.Contains(stderr, "forgejo: is not a selector pool") {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

@@ -62,7 +62,8 @@ func pick(lbs []*specs.LoadBalancer, name string) (*specs.LoadBalancer, error) {
 }
 
 // checkMembers rejects members of unknown or static pools and addresses that
-// are not IPv4, so that a members file cannot inject config either.
+// are not plain IPv4 or IPv6 addresses, so that a members file cannot inject
+// config either.
 func checkMembers(lb *specs.LoadBalancer, members map[string][]haproxy.Member) error {
 	selector := map[string]bool{}
 	for _, p := range lb.Spec.Pools {

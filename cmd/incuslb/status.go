@@ -21,6 +21,7 @@ type lbStatus struct {
 	Instance string `json:"instance"` // project/name
 	State    string `json:"state"`    // the instance's status
 	Address  string `json:"address,omitempty"`
+	Address6 string `json:"address6,omitempty"` // its global IPv6 address, if any
 	// VirtualIP and HoldsVirtualIP: a replica of a pair, and whether the
 	// pair's virtual address is on it now.
 	VirtualIP       string            `json:"virtualIP,omitempty"`
@@ -147,6 +148,7 @@ func (e *env) observe(c *incus.Client, inst incus.Instance, viaExec bool, socket
 			s.Address = a
 		}
 	}
+	s.Address6 = inst.IPv6(specs.DefaultNIC)
 	if !inst.Running() {
 		s.RuntimeErr = "the instance is not running"
 		return s
@@ -178,10 +180,11 @@ func (e *env) observe(c *incus.Client, inst incus.Instance, viaExec bool, socket
 		s.RuntimeErr = err.Error()
 	}
 	for _, st := range states {
+		endpoint := haproxy.Slot{Address: st.Address, Port: st.Port}.Endpoint() // [v6]:port
 		member := ""
 		if slots := layout[st.Backend]; len(slots) > 0 {
 			for i, sl := range slots {
-				if haproxy.SlotName(i) == st.Name && sl.Endpoint() == fmt.Sprintf("%s:%d", st.Address, st.Port) {
+				if haproxy.SlotName(i) == st.Name && sl.Endpoint() == endpoint {
 					member = sl.Member
 				}
 			}
@@ -191,7 +194,7 @@ func (e *env) observe(c *incus.Client, inst incus.Instance, viaExec bool, socket
 		}
 		s.Servers = append(s.Servers, serverStatus{
 			Pool: st.Backend, Server: st.Name, Member: member,
-			Address: fmt.Sprintf("%s:%d", st.Address, st.Port),
+			Address: endpoint,
 			State:   st.State(), Since: st.Since.String(),
 		})
 	}
@@ -204,6 +207,9 @@ func printStatus(e *env, s lbStatus) {
 	fmt.Fprintf(e.stdout, "  instance:   %s (%s", s.Instance, s.State)
 	if s.Address != "" {
 		fmt.Fprintf(e.stdout, ", %s", s.Address)
+	}
+	if s.Address6 != "" {
+		fmt.Fprintf(e.stdout, ", %s", s.Address6)
 	}
 	fmt.Fprintln(e.stdout, ")")
 	if s.VirtualIP != "" {

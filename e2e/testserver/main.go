@@ -1,7 +1,8 @@
 // Command testserver is the backend the e2e suite runs in its containers.
 //
 // In app mode it answers on each of -ports with its name: every response
-// carries "X-Served-By: NAME" and the body "NAME PATH\n"; /api/v1/health and
+// carries "X-Served-By: NAME" and "X-Remote-Addr: IP:PORT" (the peer it
+// saw: the LB) and the body "NAME PATH\n"; /api/v1/health and
 // /health answer 200, or 503 while the file /run/testserver.sick exists;
 // /slow?d=DURATION answers after that long (for drain tests); /ws is a
 // WebSocket that first sends NAME, then echoes every message it gets; any
@@ -111,6 +112,7 @@ func app(name string) http.Handler {
 	upgrader := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Served-By", name)
+		w.Header().Set("X-Remote-Addr", r.RemoteAddr)
 		if h := r.URL.Query().Get("echo"); h != "" {
 			fmt.Fprintf(w, "%s=%s\n", h, r.Header.Get(h))
 			return
