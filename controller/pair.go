@@ -129,6 +129,35 @@ func (p *Plan) merge() {
 	}
 }
 
+// pairPeers lists the replicas of a pair with their own addresses, for
+// the peers section their rate limits' tables are shared through: this
+// replica's from its observed instance, another's from its last pass here,
+// else from the config this replica runs (so that a replica that is down
+// or not read yet does not make the other reload). nil for a single LB.
+func (a *Applier) pairPeers(lb *specs.LoadBalancer, obs *Observation) []haproxy.Peer {
+	ha := lb.Spec.HighAvailability
+	if ha == nil || lb.ReplicaOf == "" {
+		return nil
+	}
+	key := func(name string) string { return lb.Spec.Instance.Project + "/" + name }
+	if obs.Instance != nil {
+		if addr := ownAddress(lb, obs.Instance); addr != "" {
+			a.peerAddrs.set(key(lb.Spec.Instance.Name), addr)
+		}
+	}
+	running := haproxy.ParsePeers(obs.File)
+	peers := make([]haproxy.Peer, ha.Replicas)
+	for i := range peers {
+		name := specs.ReplicaName(lb.ReplicaOf, i+1)
+		addr, ok := a.peerAddrs.get(key(name))
+		if !ok {
+			addr = running[name]
+		}
+		peers[i] = haproxy.Peer{Name: name, Address: addr}
+	}
+	return peers
+}
+
 // ownAddress is the instance's own IPv4 address on the default NIC: never
 // the virtual address of its pair, which keepalived adds beside it.
 func ownAddress(lb *specs.LoadBalancer, inst *incus.Instance) string {

@@ -86,6 +86,7 @@ type Applier struct {
 	drains       lockedMap[map[string]time.Time] // when each draining member started, by LB instance
 	placeholders lockedMap[[]byte]               // each LB's placeholder certificate (see desiredCerts)
 	holders      lockedMap[string]               // the replica that held each pair's virtual address at its last pass
+	peerAddrs    lockedMap[string]               // each pair replica's own address, when its pass last saw it (see pairPeers)
 	checked      lockedMap[bool]                 // instances known to have haproxy and the proxy devices
 	vrrpPushed   lockedMap[string]               // the keepalived.conf this process made each replica run
 	elsewhere    lockedMap[bool]                 // LB instances on another cluster member than this host
@@ -267,7 +268,7 @@ func (a *Applier) applyOne(ctx context.Context, lb *specs.LoadBalancer, dryRun b
 	}
 	drains, _ := a.drains.get(in.Project + "/" + in.Name)
 	plan(planInput{lb: lb, certs: certs, backend: backend, obs: obs, prev: prev, disc: disc, drains: drains, now: a.now(),
-		forceReload: a.ForceReload, pin: pin}, p)
+		forceReload: a.ForceReload, pin: pin, peers: a.pairPeers(lb, obs)}, p)
 	if dryRun {
 		for _, op := range p.ops {
 			p.Runtime = append(p.Runtime, op.String())

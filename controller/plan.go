@@ -168,6 +168,8 @@ type planInput struct {
 	// pin, for a replica of a pair after the first: the slots the first
 	// replica's pass decided (see pinned).
 	pin *pinned
+	// peers are a pair's replicas, for the peers section (see pairPeers).
+	peers []haproxy.Peer
 }
 
 // plan decides a pass from the spec and the observation. It is a pure
@@ -193,7 +195,7 @@ func plan(in planInput, p *Plan) {
 		}
 	}
 	p.weights, p.LabelProblems = desiredWeights(lb, in.disc), in.disc.problems
-	p.desired = haproxy.Render(lb, p.layout, haproxy.Options{})
+	p.desired = haproxy.Render(lb, p.layout, haproxy.Options{Peers: in.peers, LocalPeer: lb.Spec.Instance.Name})
 	p.hash = haproxy.ClaimedHash(p.desired)
 	p.ConfigDiff = textdiff.Unified("running "+haproxy.ConfigPath, "desired", obs.File, p.desired)
 	p.waiting = in.disc.waiting > 0

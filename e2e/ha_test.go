@@ -33,7 +33,7 @@ spec:
   defaults:
     healthCheck: {interval: 1s}
     slowStart: 0s
-  routes: [{pool: ha_pool}]
+  routes: [{pool: ha_pool, rateLimit: {requests: 20, per: 1m, by: "header:X-Client"}}]
   pools:
     - {name: ha_pool, selector: {user.role: ha}, port: 8080, healthCheck: {path: /health}, sticky: {cookie: HA}}
 `
@@ -239,5 +239,33 @@ var _ = Describe("an LB pair behind a virtual address on real Incus", Ordered, f
 		GinkgoWriter.Printf("%s back from maintenance: %s\n", h, r)
 		Expect(r.Failed).To(BeZero())
 		Expect(holder()).To(Equal(other(h)))
+	})
+
+	It("6. the replicas share a rate limit's counts through peers: a client over it on one is over it on the other", func() {
+		settled()
+		Eventually(func() bool {
+			for _, r := range haReplicas {
+				cfg, err := incus("exec", r, "--", "cat", haproxy.ConfigPath)
+				if err != nil || len(haproxy.ParsePeers([]byte(cfg))) != 2 {
+					return false
+				}
+			}
+			return true
+		}, applySettles, 250*time.Millisecond).Should(BeTrue(), "both replicas name each other in their peers section")
+		h := holder()
+		codes := attack(url(), "pair", 30)
+		Expect(codes[200]).To(BeNumerically("~", 20, 1), "%v", codes)
+		direct := func(key string) int {
+			req := clientRequest("http://"+ipv4(other(h))+"/", key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return 0
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		Eventually(func() int { return direct("pair") }, 10*time.Second, 200*time.Millisecond).Should(Equal(429),
+			"the backup replica learns the count from the holder")
+		Expect(direct("other-client")).To(Equal(200))
 	})
 })

@@ -2,6 +2,7 @@ package haproxy
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -51,13 +52,63 @@ func RateTables(s *specs.LoadBalancerSpec) []string {
 	return out
 }
 
-// renderPeers writes the local peers section the tables sync through.
-func renderPeers(w *writer, s *specs.LoadBalancerSpec) {
+// renderPeers writes the peers section the tables sync through: this
+// instance alone on 127.0.0.1 (to the next worker at a reload), or every
+// replica of a pair at its own address, so that a client's count follows
+// the virtual address. The peers protocol has no authentication: the port
+// is open on the instances' network (the pair's own bridge).
+func renderPeers(w *writer, s *specs.LoadBalancerSpec, opts Options) {
 	if !hasRateLimits(s) {
 		return
 	}
 	w.section("peers " + peersName)
-	w.line("    peer %s 127.0.0.1:%d", peersName, specs.PeersPort)
+	if !paired(opts) {
+		w.line("    peer %s 127.0.0.1:%d", peersName, specs.PeersPort)
+		return
+	}
+	for _, p := range opts.Peers {
+		w.line("    peer %s %s:%d", p.Name, p.Address, specs.PeersPort)
+	}
+}
+
+// paired reports whether opts names a pair's peers, this one among them,
+// each with an address.
+func paired(opts Options) bool {
+	local := false
+	for _, p := range opts.Peers {
+		if p.Address == "" {
+			return false
+		}
+		local = local || p.Name == opts.LocalPeer
+	}
+	return local && len(opts.Peers) > 1
+}
+
+func localPeer(opts Options) string {
+	if paired(opts) {
+		return opts.LocalPeer
+	}
+	return peersName
+}
+
+// ParsePeers reads the replicas' addresses back from a config Render
+// wrote: name → address.
+func ParsePeers(cfg []byte) map[string]string {
+	out := map[string]string{}
+	in := false
+	for _, line := range strings.Split(string(cfg), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+		case !strings.HasPrefix(line, " "):
+			in = len(f) == 2 && f[0] == "peers" && f[1] == peersName
+		case in && len(f) == 3 && f[0] == "peer" && f[1] != peersName:
+			if host, _, err := net.SplitHostPort(f[2]); err == nil {
+				out[f[1]] = host
+			}
+		}
+	}
+	return out
 }
 
 func routeTable(i int) string      { return fmt.Sprintf("rl_route_%d", i) }

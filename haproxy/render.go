@@ -23,6 +23,18 @@ type Options struct {
 	// CertDir is where certificates live in the container. Default CertDir;
 	// tests point it at a temporary directory to run haproxy -c.
 	CertDir string
+	// Peers are the replicas of a pair, this one (LocalPeer) among them,
+	// each at its own address: the rate limits' tables are shared between
+	// them (see renderPeers). Without them, or with fewer than two, the
+	// tables sync only to the next worker, through 127.0.0.1.
+	Peers     []Peer
+	LocalPeer string
+}
+
+// Peer is one replica of a pair in the peers section.
+type Peer struct {
+	Name    string // its instance name
+	Address string // its own IPv4 address, "" when unknown
 }
 
 // CertPath is where the LoadBalancer's certificate lives in the container.
@@ -83,7 +95,7 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 
 	if hasRateLimits(s) {
 		// The local peer the stick tables sync through at a reload.
-		w.line("    localpeer %s", peersName)
+		w.line("    localpeer %s", localPeer(opts))
 	}
 
 	w.section("defaults")
@@ -118,7 +130,7 @@ func Render(lb *specs.LoadBalancer, layout Layout, opts Options) []byte {
 	w.line("    default-server init-addr last,libc,none")
 
 	renderLogRing(w)
-	renderPeers(w, s)
+	renderPeers(w, s, opts)
 
 	w.section("frontend stats")
 	w.line("    bind 127.0.0.1:%d", s.Stats.Port)

@@ -198,3 +198,40 @@ func TestExpectStatusPatternsPassHAProxy(t *testing.T) {
 	}
 	haproxyCheck(t, haproxy.Render(lb, nil, haproxy.Options{}), lb.Metadata.Name)
 }
+
+// A pair's replicas share their rate limits' tables, each at its own
+// address; a replica missing an address, or a list without this replica,
+// falls back to the local peer alone.
+func TestRenderPairPeers(t *testing.T) {
+	lb := loadValid(t, "testdata/ratelimit.yaml")
+	pair := []haproxy.Peer{{Name: "lb-1", Address: "10.0.0.11"}, {Name: "lb-2", Address: "10.0.0.12"}}
+	for _, tc := range []struct {
+		name  string
+		opts  haproxy.Options
+		lines []string
+	}{
+		{"pair", haproxy.Options{Peers: pair, LocalPeer: "lb-2"},
+			[]string{"    localpeer lb-2", "    peer lb-1 10.0.0.11:10000", "    peer lb-2 10.0.0.12:10000"}},
+		{"an address unknown", haproxy.Options{Peers: []haproxy.Peer{pair[0], {Name: "lb-2"}}, LocalPeer: "lb-2"},
+			[]string{"    localpeer incuslb", "    peer incuslb 127.0.0.1:10000"}},
+		{"not among them", haproxy.Options{Peers: pair, LocalPeer: "lb-3"},
+			[]string{"    localpeer incuslb", "    peer incuslb 127.0.0.1:10000"}},
+		{"single", haproxy.Options{}, []string{"    localpeer incuslb", "    peer incuslb 127.0.0.1:10000"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := haproxy.Render(lb, nil, tc.opts)
+			for _, l := range tc.lines {
+				if !bytes.Contains(cfg, []byte("\n"+l+"\n")) {
+					t.Errorf("no line %q in:\n%s", l, cfg)
+				}
+			}
+			got := haproxy.ParsePeers(cfg)
+			if tc.name == "pair" && (got["lb-1"] != "10.0.0.11" || got["lb-2"] != "10.0.0.12" || len(got) != 2) {
+				t.Errorf("ParsePeers = %v", got)
+			}
+			if tc.name == "single" && len(got) != 0 {
+				t.Errorf("ParsePeers of a single LB = %v, want none", got)
+			}
+		})
+	}
+}
