@@ -22,6 +22,12 @@
 //     cert / set ssl ca-file);
 //   - the server-state file a reload carries drains and health states over
 //     with (statefile.go);
+//   - rate limits (ratelimit.go): a stick table per limit, the peers
+//     section (the next worker through 127.0.0.1, or a pair's replicas at
+//     their addresses), and the tables' carry across a reload where the
+//     local peer does not do it in time (tables.go); header changes and
+//     HSTS (headers.go); TCP listeners and pools (tcp.go); IPv6 binds
+//     (bind.go);
 //   - the runtime API client (runtime.go), the routes to a socket or to
 //     a TCP service in the container (sockets.go: a unix socket here, or
 //     the one perl client run through exec there), and the parsers of

@@ -95,14 +95,8 @@ func localPeer(opts Options) string {
 // wrote: name → address.
 func ParsePeers(cfg []byte) map[string]string {
 	out := map[string]string{}
-	in := false
-	for _, line := range strings.Split(string(cfg), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) == 0:
-		case !strings.HasPrefix(line, " "):
-			in = len(f) == 2 && f[0] == "peers" && f[1] == peersName
-		case in && len(f) == 3 && f[0] == "peer" && f[1] != peersName:
+	for _, f := range sectionFields(cfg, "peers "+peersName) {
+		if len(f) == 3 && f[0] == "peer" && f[1] != peersName {
 			if host, _, err := net.SplitHostPort(f[2]); err == nil {
 				out[f[1]] = host
 			}

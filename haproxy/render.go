@@ -45,18 +45,30 @@ func CertPath(lb *specs.LoadBalancer, opts Options) string {
 // StatsAddr is the address (HOST:PORT, in the instance) of the stats
 // frontend of a config Render wrote, or "" when it has none.
 func StatsAddr(cfg []byte) string {
+	for _, f := range sectionFields(cfg, "frontend stats") {
+		if f[0] == "bind" && len(f) > 1 {
+			return f[1]
+		}
+	}
+	return ""
+}
+
+// sectionFields splits each non-empty line of the section whose header
+// line is header (as Render writes it) into fields.
+func sectionFields(cfg []byte, header string) [][]string {
+	var out [][]string
 	in := false
 	for _, line := range strings.Split(string(cfg), "\n") {
 		f := strings.Fields(line)
 		switch {
 		case len(f) == 0:
 		case !strings.HasPrefix(line, " "):
-			in = len(f) == 2 && f[0] == "frontend" && f[1] == "stats"
-		case in && f[0] == "bind" && len(f) > 1:
-			return f[1]
+			in = strings.Join(f, " ") == header
+		case in:
+			out = append(out, f)
 		}
 	}
-	return ""
+	return out
 }
 
 // Render writes haproxy.cfg for a defaulted, valid LoadBalancer with its

@@ -11,7 +11,7 @@ func TestCanary(t *testing.T) {
 		return strings.Replace(base, "      port: 8080\n", "      port: 8080\n      canary: "+c+"\n", 1)
 	}
 	static := base + "    - {name: st, servers: [{name: s, address: '10.0.0.5:80'}], canary: {selector: {user.role: c}, percent: 5}}\n"
-	cases := []struct{ name, in, want string }{
+	cases := []errCase{
 		{"good", canary("{selector: {user.role: api-canary}, percent: 10}"), ""},
 		{"zero", canary("{selector: {user.role: api-canary}, percent: 0}"), ""},
 		{"all", canary("{selector: {user.role: api, user.track: canary}, percent: 100}"), ""},
@@ -23,13 +23,5 @@ func TestCanary(t *testing.T) {
 		{"bad value", canary("{selector: {user.role: 'x;y'}, percent: 10}"), `spec.pools[0].canary.selector[user.role]: value must be letters`},
 		{"static pool", static, "spec.pools[1].canary: needs a selector pool"},
 	}
-	for _, c := range cases {
-		_, err := prepare(c.in)
-		switch {
-		case c.want == "" && err != nil:
-			t.Errorf("%s: want valid, got %v", c.name, err)
-		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
-			t.Errorf("%s: got %v\nwant %s", c.name, err, c.want)
-		}
-	}
+	checkErrCases(t, cases)
 }

@@ -14,7 +14,7 @@ func TestHeadersAndHSTS(t *testing.T) {
 	hsts := func(h string) string {
 		return base + "  frontend:\n    tls:\n      certificateFile: /x.pem\n      hsts: " + h + "\n"
 	}
-	cases := []struct{ name, in, want string }{
+	cases := []errCase{
 		{"good", route(`{request: {set: {X-Api: "2"}, del: [X-Debug]}, response: {set: {Cache-Control: "no-store, max-age=0"}}}`), ""},
 		{"bad name", route(`{request: {set: {"X Api": "2"}}}`), "spec.routes[0].headers.request.set[X Api]: must be a header name"},
 		{"quote", route(`{response: {set: {X-A: 'say "hi"'}}}`), `spec.routes[0].headers.response.set[X-A]: must be at most 1024 printable ASCII characters without '"' or '\\'`},
@@ -24,13 +24,5 @@ func TestHeadersAndHSTS(t *testing.T) {
 		{"hsts no age", hsts("{includeSubDomains: true}"), "spec.frontend.tls.hsts.maxAge: must be a positive whole number of seconds"},
 		{"preload short", hsts("{maxAge: 24h, includeSubDomains: true, preload: true}"), "spec.frontend.tls.hsts.preload: needs includeSubDomains: true and a maxAge of at least a year"},
 	}
-	for _, c := range cases {
-		_, err := prepare(c.in)
-		switch {
-		case c.want == "" && err != nil:
-			t.Errorf("%s: want valid, got %v", c.name, err)
-		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
-			t.Errorf("%s: got %v\nwant %s", c.name, err, c.want)
-		}
-	}
+	checkErrCases(t, cases)
 }

@@ -10,7 +10,7 @@ func TestRateLimit(t *testing.T) {
 	route := func(rl string) string {
 		return strings.Replace(base, "    - pool: api_pool\n", "    - pool: api_pool\n      rateLimit: "+rl+"\n", 1)
 	}
-	cases := []struct{ name, in, want string }{
+	cases := []errCase{
 		{"example", route("{requests: 20, per: 10s, by: source, burst: 5}"), ""},
 		{"header", route("{requests: 100, per: 1m, by: 'header:Authorization', allow: [10.0.0.0/8, '::1']}"), ""},
 		{"no requests", route("{per: 10s}"), "spec.routes[0].rateLimit.requests: must be between 1 and 1000000, not 0"},
@@ -21,13 +21,5 @@ func TestRateLimit(t *testing.T) {
 		{"pool", strings.Replace(base, "      port: 8080\n", "      port: 8080\n      rateLimit: {requests: 0, per: 1s}\n", 1), "spec.pools[0].rateLimit.requests"},
 		{"peers port", base + "  stats: {port: 10000}\n", "spec.stats.port: port 10000 is reserved"},
 	}
-	for _, c := range cases {
-		_, err := prepare(c.in)
-		switch {
-		case c.want == "" && err != nil:
-			t.Errorf("%s: want valid, got %v", c.name, err)
-		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
-			t.Errorf("%s: got %v\nwant %s", c.name, err, c.want)
-		}
-	}
+	checkErrCases(t, cases)
 }

@@ -11,7 +11,7 @@ func TestTCP(t *testing.T) {
 		in := strings.Replace(base, "  pools:\n", "  tcp: "+listeners+"\n  pools:\n", 1)
 		return in + "    - {name: ssh, mode: tcp, servers: [{name: s, address: '10.0.0.5:22'}]" + pool + "}\n"
 	}
-	cases := []struct{ name, in, want string }{
+	cases := []errCase{
 		{"good", tcp("[{name: ssh, port: 2222, pool: ssh}]", ", tcpCheck: {expect: SSH-2.0}, proxyProtocol: v2"), ""},
 		{"http pool", tcp("[{name: ssh, port: 2222, pool: api_pool}]", ""), `spec.tcp[0].pool: pool "api_pool" has mode http; a TCP listener needs a pool with mode: tcp`},
 		{"port taken", tcp("[{name: ssh, port: 80, pool: ssh}]", ""), "spec.tcp[0].port: port 80 is already used by spec.frontend.httpPort"},
@@ -21,13 +21,5 @@ func TestTCP(t *testing.T) {
 		{"route to tcp", strings.Replace(tcp("[]", ""), "    - pool: api_pool\n", "    - pool: ssh\n", 1), `spec.routes[0].pool: pool "ssh" has mode: tcp`},
 		{"mode", strings.Replace(base, "      port: 8080\n", "      port: 8080\n      mode: udp\n", 1), `spec.pools[0].mode: must be http or tcp, not "udp"`},
 	}
-	for _, c := range cases {
-		_, err := prepare(c.in)
-		switch {
-		case c.want == "" && err != nil:
-			t.Errorf("%s: want valid, got %v", c.name, err)
-		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
-			t.Errorf("%s: got %v\nwant %s", c.name, err, c.want)
-		}
-	}
+	checkErrCases(t, cases)
 }
