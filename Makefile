@@ -65,7 +65,7 @@ e2e: incus-env pebble-env
 	bash hack/sweep.sh
 	@for img in $(E2E_IMAGES); do \
 	  echo "== e2e suite with LB image $$img"; \
-	  INCUSLB_E2E_IMAGE=$$img $(GO) test -v -tags e2e -count=1 -timeout 30m ./e2e/ -ginkgo.v \
+	  INCUSLB_E2E_IMAGE=$$img $(GO) test -v -tags e2e -count=1 -timeout 45m ./e2e/ -ginkgo.v \
 	    -ginkgo.json-report=$(CURDIR)/.cache/e2e-$$img.json \
 	    || { $(GO) run ./hack/e2efail .cache/e2e-$$img.json; exit 1; }; \
 	done
