@@ -41,7 +41,7 @@ const (
 
 var (
 	// headerNameRE is RFC 9110's token.
-	headerNameRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+	headerNameRE = regexp.MustCompile("^" + headerToken + "$")
 	// headerValueRE is printable ASCII without '"' and '\' (the value is
 	// written in double quotes; '%' is escaped when rendered).
 	headerValueRE = regexp.MustCompile(`^[ !#-\[\]-~]*$`)
@@ -72,7 +72,7 @@ func validateHeaders(e *errs, path string, h Headers) {
 		for _, name := range sortedKeys(side.ops.Set) {
 			checkHeaderName(e, p+".set["+name+"]", name)
 			if v := side.ops.Set[name]; len(v) > maxHeaderValue || !headerValueRE.MatchString(v) {
-				e.add(p+".set["+name+"]", "must be at most %d printable ASCII characters without '\"' or '\\\\'", maxHeaderValue)
+				e.add(p+".set["+name+"]", "must be at most %d printable ASCII characters without '\"' or '\\'", maxHeaderValue)
 			}
 		}
 		for i, name := range side.ops.Del {
@@ -109,3 +109,6 @@ func sortedKeys(m map[string]string) []string {
 		}
 	})
 }
+
+// headerToken is RFC 9110's token, up to 64 characters: a header name.
+const headerToken = "[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}"

@@ -17,7 +17,7 @@ func TestHeadersAndHSTS(t *testing.T) {
 	cases := []errCase{
 		{"good", route(`{request: {set: {X-Api: "2"}, del: [X-Debug]}, response: {set: {Cache-Control: "no-store, max-age=0"}}}`), ""},
 		{"bad name", route(`{request: {set: {"X Api": "2"}}}`), "spec.routes[0].headers.request.set[X Api]: must be a header name"},
-		{"quote", route(`{response: {set: {X-A: 'say "hi"'}}}`), `spec.routes[0].headers.response.set[X-A]: must be at most 1024 printable ASCII characters without '"' or '\\'`},
+		{"quote", route(`{response: {set: {X-A: 'say "hi"'}}}`), `spec.routes[0].headers.response.set[X-A]: must be at most 1024 printable ASCII characters without '"' or '\'`},
 		{"newline", route(`{response: {set: {X-A: "a\nb: c"}}}`), "spec.routes[0].headers.response.set[X-A]: must be at most 1024 printable ASCII"},
 		{"reserved", route(`{request: {del: [X-Forwarded-For]}}`), "spec.routes[0].headers.request.del[0]: X-Forwarded-For is set by incuslb itself"},
 		{"hsts", hsts("{maxAge: 8760h, includeSubDomains: true, preload: true}"), ""},

@@ -10,7 +10,10 @@ import (
 // RateLimit caps the requests of each client (by source address, a header
 // or a cookie) over a sliding window: at most requests+burst in any window
 // of per; over it, 429 with Retry-After. Built on HAProxy stick tables,
-// kept across reloads through a local peers section.
+// whose counts are kept across reloads (through the local peer, or carried
+// by the controller where HAProxy does not) and shared by a pair's
+// replicas through peers. A refused request counts too: a client that
+// keeps retrying stays limited.
 type RateLimit struct {
 	// Requests allowed per window.
 	Requests int `json:"requests"`

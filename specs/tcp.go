@@ -92,10 +92,10 @@ func validateTCPPool(e *errs, path string, p *Pool) {
 	}
 	if c := p.TCPCheck; c != nil {
 		if c.Send != "" && !tcpCheckRE.MatchString(c.Send) {
-			e.add(path+".tcpCheck.send", "must be 1 to 256 printable ASCII characters without '\"' or '\\\\'")
+			e.add(path+".tcpCheck.send", "must be 1 to 256 printable ASCII characters without '\"' or '\\'")
 		}
 		if !tcpCheckRE.MatchString(c.Expect) {
-			e.add(path+".tcpCheck.expect", "must be 1 to 256 printable ASCII characters without '\"' or '\\\\'")
+			e.add(path+".tcpCheck.expect", "must be 1 to 256 printable ASCII characters without '\"' or '\\'")
 		}
 	}
 }
