@@ -15,13 +15,15 @@
 //     never a reload). Table-tested.
 //   - Execute (execute.go, reload.go, instance.go): create, adopt or start
 //     the instance; runtime API changes; or stage, check with haproxy -c,
-//     rename and reload through the master CLI, confirmed by HAProxy itself.
+//     rename and reload through the master CLI, confirmed by HAProxy itself;
+//     ratecarry.go keeps the rate limits' counts across that reload.
 //   - Record (record.go): the pass's one status write, on an instance this
 //     LB owns, never the owner key.
 //
 // A pair (spec.highAvailability, pair.go) is that pass once per replica,
 // the primary (the holder of the virtual address) first: its plan decides
-// the slots and the others are pinned to them; then vrrp.go makes each
+// the slots and the others are pinned to them (pairPeers names the
+// replicas to each other, for their shared rate-limit tables); then vrrp.go makes each
 // replica's keepalived run the config the keepalived package renders, and
 // notes the holder. leader.go is the election's side of a pass: the lease
 // store (an Incus profile) and the fence (a pass of a controller that does

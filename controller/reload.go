@@ -156,14 +156,7 @@ func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haprox
 	failpoint.Kill(FailpointAfterRename)
 
 	log.Info("reloading HAProxy", "reason", string(p.Reload), "detail", p.ReloadDetail)
-	// The rate limits' counts: the local peer passes them to the new
-	// worker late (3.0) or never (2.6); see haproxy.CarryRateTables.
-	var tables map[string][]haproxy.RateEntry
-	names := haproxy.RateTables(&lb.Spec)
-	carry := !p.StartHAProxy && len(names) > 0 && len(obs.Proc.Workers) == 1
-	if carry {
-		tables = rt.ReadRateTables(ctx, names)
-	}
+	carry := startRateCarry(ctx, rt, lb, obs, p)
 	if p.StartHAProxy {
 		err = a.startHAProxy(ctx, lb, rt, p.hash)
 	} else {
@@ -172,14 +165,7 @@ func (a *Applier) reload(ctx context.Context, lb *specs.LoadBalancer, rt *haprox
 	if err != nil {
 		return a.putBack(ctx, lb, obs, p, st, err)
 	}
-	if carry {
-		tables = haproxy.MaxRates(tables, rt.ReadOldRateTables(ctx, obs.Proc.Workers[0], names))
-		if n, err := rt.CarryRateTables(ctx, tables); err != nil {
-			log.Info("could not carry the rate limits' tables to the new worker", "err", err.Error(), "set", n)
-		} else if n > 0 {
-			log.V(1).Info("carried the rate limits' tables to the new worker", "keys", n)
-		}
-	}
+	carry.finish(ctx, rt, log)
 	var parkedSlots []string
 	for pool, slots := range p.layout {
 		for i, s := range slots {
