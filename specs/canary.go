@@ -1,9 +1,7 @@
 package specs
 
 import (
-	"fmt"
 	"maps"
-	"slices"
 )
 
 // Canary sends a share of a selector pool's new sessions to the instances
@@ -54,13 +52,5 @@ func validateCanary(e *errs, path string, p *Pool) {
 	case maps.Equal(c.Selector, p.Selector):
 		e.add(path+".selector", "must differ from the pool's selector (it would pick the same instances)")
 	}
-	for _, k := range slices.Sorted(maps.Keys(c.Selector)) {
-		kp := fmt.Sprintf("%s.selector[%s]", path, k)
-		if !configKeyRE.MatchString(k) {
-			e.add(kp, "must be an Incus config key such as user.role")
-		}
-		if v := c.Selector[k]; !labelValRE.MatchString(v) {
-			e.add(kp, "value must be letters, digits, '.', '_' and '-' (at most 63, alphanumeric at both ends), not %q", v)
-		}
-	}
+	validateSelector(e, path+".selector", c.Selector)
 }

@@ -213,15 +213,7 @@ func validatePool(e *errs, path string, p *Pool) {
 		if len(p.Selector) > maxSelectorKeys {
 			e.add(path+".selector", "at most %d keys, not %d", maxSelectorKeys, len(p.Selector))
 		}
-		for _, k := range slices.Sorted(maps.Keys(p.Selector)) {
-			kp := fmt.Sprintf("%s.selector[%s]", path, k)
-			if !configKeyRE.MatchString(k) {
-				e.add(kp, "must be an Incus config key such as user.role")
-			}
-			if v := p.Selector[k]; !labelValRE.MatchString(v) {
-				e.add(kp, "value must be letters, digits, '.', '_' and '-' (at most 63, alphanumeric at both ends), not %q", v)
-			}
-		}
+		validateSelector(e, path+".selector", p.Selector)
 		if p.Port < 1 || p.Port > 65535 {
 			e.add(path+".port", "must be between 1 and 65535 for a selector pool, not %d", p.Port)
 		}
@@ -425,4 +417,18 @@ func checkAddress(addr string) string {
 		return fmt.Sprintf("port must be between 1 and 65535, not %q", port)
 	}
 	return ""
+}
+
+// validateSelector checks a selector's keys and values (its size and
+// presence are the caller's).
+func validateSelector(e *errs, path string, sel map[string]string) {
+	for _, k := range slices.Sorted(maps.Keys(sel)) {
+		kp := fmt.Sprintf("%s[%s]", path, k)
+		if !configKeyRE.MatchString(k) {
+			e.add(kp, "must be an Incus config key such as user.role")
+		}
+		if v := sel[k]; !labelValRE.MatchString(v) {
+			e.add(kp, "value must be letters, digits, '.', '_' and '-' (at most 63, alphanumeric at both ends), not %q", v)
+		}
+	}
 }

@@ -25,8 +25,8 @@ type clusterFlags struct {
 
 func addClusterFlags(fs *flag.FlagSet) clusterFlags {
 	return clusterFlags{
-		remote:    fs.String("remote", "", "incus CLI remote to use (default: the local unix socket)"),
-		socketDir: fs.String("socket-dir", "/run/incuslb", "host directory of the HAProxy admin/master sockets of the LB instances (proxy devices)"),
+		remote:    addRemoteFlag(fs),
+		socketDir: addSocketDirFlag(fs),
 		certRoot:  addCertRootFlag(fs, ""),
 		stateDir:  addStateDirFlag(fs),
 		quiet:     fs.Bool("q", false, "log only errors"),
@@ -260,4 +260,16 @@ func asDiffError(err error) error {
 		return err
 	}
 	return &exitError{code: 2, err: err}
+}
+
+// addRemoteFlag is -remote, the incus CLI remote of every verb that talks
+// to Incus.
+func addRemoteFlag(fs *flag.FlagSet) *string {
+	return fs.String("remote", "", "incus CLI remote to use (default: the local unix socket)")
+}
+
+// addSocketDirFlag is -socket-dir, where the host ends of the LB
+// instances' socket proxy devices are.
+func addSocketDirFlag(fs *flag.FlagSet) *string {
+	return fs.String("socket-dir", "/run/incuslb", "host directory of the HAProxy admin/master sockets of the LB instances (proxy devices)")
 }

@@ -23,8 +23,8 @@ type instanceFlags struct {
 
 func addInstanceFlags(fs *flag.FlagSet) instanceFlags {
 	return instanceFlags{
-		remote:    fs.String("remote", "", "incus CLI remote to use (default: the local unix socket)"),
-		socketDir: fs.String("socket-dir", "/run/incuslb", "host directory of the HAProxy admin/master sockets of the LB instances (proxy devices)"),
+		remote:    addRemoteFlag(fs),
+		socketDir: addSocketDirFlag(fs),
 		instance:  fs.String("instance", "", "of a pair's replicas, the one to use (default: the holder of the virtual address)"),
 		via:       fs.String("runtime-via", "auto", "reach HAProxy's runtime API through the host socket (auto) or through exec in the instance (exec)"),
 	}
