@@ -74,8 +74,8 @@ func observeBackendServed(ctx context.Context, rt *haproxy.Runtime, files []hapr
 }
 
 // backendFingerprint is what HAProxy shows of f once it holds it: the
-// SHA-1 of a client certificate's leaf (show ssl cert), or those of a CA
-// bundle's certificates joined with "," (show ssl ca-file).
+// SHA-1 of a client certificate's leaf (show ssl cert), or the set of a CA
+// bundle's certificates (haproxy.CASet, as show ssl ca-file gives it).
 func backendFingerprint(f haproxy.BackendFile) string {
 	if !f.CA {
 		return certSHA1(f.PEM)
@@ -91,7 +91,7 @@ func backendFingerprint(f haproxy.BackendFile) string {
 			sums = append(sums, strings.ToUpper(hex.EncodeToString(sum[:])))
 		}
 	}
-	return strings.Join(sums, ",")
+	return haproxy.CASet(sums)
 }
 
 // planBackendCerts fills c's backend part: the files that differ on disk,

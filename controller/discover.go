@@ -245,7 +245,7 @@ func (a *Applier) addresses(ctx context.Context, project string, insts []incus.I
 			}
 			complete := true
 			for _, p := range pools {
-				if matches(inst.Config, p.Selector) && memberAddress(inst, p) == "" {
+				if picked, _ := selects(p, inst.Config); picked && memberAddress(inst, p) == "" {
 					complete = false
 				}
 			}

@@ -192,11 +192,7 @@ func weighted(weights map[string]map[string]int, servers []haproxy.ServerState) 
 // where they differ from the plan's: the server-state file carries a slot's
 // weight over only when it keeps its member (see haproxy.StateFile).
 func applyWeightsAfterReload(ctx context.Context, lb *specs.LoadBalancer, rt *haproxy.Runtime, p *Plan) ([]slotOp, error) {
-	text, err := rt.Command(ctx, "show servers state")
-	if err != nil {
-		return nil, err
-	}
-	servers, err := haproxy.ParseServersState(text)
+	servers, err := rt.ServersState(ctx, "")
 	if err != nil {
 		return nil, err
 	}

@@ -423,9 +423,14 @@ type statusJSON []struct {
 }
 
 // serverState is the live state of a pool's server for member ("" matches
-// a static server), as incuslb status reports it, or "" if absent.
-func serverState(pool, member string) string {
-	code, out, _ := cli("status", "e2e", "-o", "json")
+// a static server) in the apply cases' LB (see serverStateOf).
+func serverState(pool, member string) string { return serverStateOf("e2e", pool, member) }
+
+// serverStateOf is the live state of a pool's server of LoadBalancer lb
+// for member ("" matches a static server), as incuslb status reports it,
+// or "" if absent.
+func serverStateOf(lb, pool, member string) string {
+	code, out, _ := cli("status", lb, "-o", "json")
 	if code != 0 {
 		return ""
 	}

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,6 +15,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/incuslb/incuslb/e2e/testenv"
 
 	"github.com/incuslb/incuslb/haproxy"
 )
@@ -41,34 +42,7 @@ spec:
 `
 
 // ipv6Of is an instance's global IPv6 address on eth0, or "".
-func ipv6Of(name string) string {
-	out, err := incus("list", name, "--format", "json")
-	if err != nil {
-		return ""
-	}
-	var insts []struct {
-		Name  string
-		State struct {
-			Network map[string]struct {
-				Addresses []struct{ Family, Address, Scope string }
-			}
-		}
-	}
-	if json.Unmarshal([]byte(out), &insts) != nil {
-		return ""
-	}
-	for _, i := range insts {
-		if i.Name != name {
-			continue
-		}
-		for _, a := range i.State.Network["eth0"].Addresses {
-			if a.Family == "inet6" && a.Scope == "global" {
-				return a.Address
-			}
-		}
-	}
-	return ""
-}
+func ipv6Of(name string) string { return testenv.IPv6(project, name) }
 
 // v6Backend is backend() that also waits for the IPv6 address (SLAAC, a
 // second or two after the link is up).

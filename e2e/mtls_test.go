@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -258,19 +257,6 @@ func mtlsDirect(name string, ca *testcert.CA) (int, error) {
 func mtlsWaitState(pool, member, state string) {
 	GinkgoHelper()
 	Eventually(func() string {
-		code, out, _ := cli("status", "e2e-mtls", "-o", "json")
-		if code != 0 {
-			return ""
-		}
-		var st statusJSON
-		if json.Unmarshal([]byte(out), &st) != nil || len(st) == 0 {
-			return ""
-		}
-		for _, s := range st[0].Servers {
-			if s.Pool == pool && s.Member == member {
-				return s.State
-			}
-		}
-		return ""
+		return serverStateOf("e2e-mtls", pool, member)
 	}, checkWindow, 250*time.Millisecond).Should(Equal(state), "%s/%s", pool, member)
 }

@@ -3,6 +3,7 @@ package haproxy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/incuslb/incuslb/specs"
@@ -110,7 +111,17 @@ func (r *Runtime) CAFileSHA1(ctx context.Context, path string) (string, error) {
 	if err != nil {
 		return "", nil // not loaded under that name
 	}
-	return strings.Join(sums, ","), nil
+	return CASet(sums), nil
+}
+
+// CASet is the fingerprint of a set of CA certificates: their SHA-1s,
+// sorted, without repeats, joined with ",". HAProxy lists a CA file's
+// certificates in its store's order (OpenSSL sorts them by subject and
+// drops duplicates), not the file's.
+func CASet(sums []string) string {
+	sums = slices.Clone(sums)
+	slices.Sort(sums)
+	return strings.Join(slices.Compact(sums), ",")
 }
 
 // SetCAFile replaces the CA certificates HAProxy holds under path (a CA

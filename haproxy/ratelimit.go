@@ -3,6 +3,7 @@ package haproxy
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,7 +68,7 @@ func renderPeers(w *writer, s *specs.LoadBalancerSpec, opts Options) {
 		return
 	}
 	for _, p := range opts.Peers {
-		w.line("    peer %s %s:%d", p.Name, p.Address, specs.PeersPort)
+		w.line("    peer %s %s", p.Name, net.JoinHostPort(p.Address, strconv.Itoa(specs.PeersPort)))
 	}
 }
 

@@ -37,3 +37,11 @@ func TestMaxRates(t *testing.T) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 }
+
+// A CA set is the same whatever the order and repeats HAProxy or the file
+// list its certificates in.
+func TestCASet(t *testing.T) {
+	if a, b := CASet([]string{"BB", "AA", "BB"}), CASet([]string{"AA", "BB"}); a != b || a != "AA,BB" {
+		t.Errorf("CASet: %q and %q, want AA,BB for both", a, b)
+	}
+}

@@ -14,7 +14,13 @@ import (
 
 // IPv4 is an instance's global IPv4 address on eth0, or "" (not running,
 // no address yet, or the CLI failed).
-func IPv4(project, name string) string {
+func IPv4(project, name string) string { return address(project, name, "inet") }
+
+// IPv6 is an instance's global IPv6 address on eth0, or "".
+func IPv6(project, name string) string { return address(project, name, "inet6") }
+
+// address is an instance's first global address of family on eth0.
+func address(project, name, family string) string {
 	out, err := exec.Command("incus", "--project", project, "list", name, "--format", "json").Output()
 	if err != nil {
 		return ""
@@ -35,7 +41,7 @@ func IPv4(project, name string) string {
 			continue
 		}
 		for _, a := range i.State.Network["eth0"].Addresses {
-			if a.Family == "inet" && a.Scope == "global" {
+			if a.Family == family && a.Scope == "global" {
 				return a.Address
 			}
 		}
