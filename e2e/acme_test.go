@@ -324,16 +324,11 @@ func acmeHTTP(path string) (string, int) {
 	return string(b), resp.StatusCode
 }
 
-func acmeRuntime() *haproxy.Runtime {
-	base := "/run/incuslb/" + project + "_" + acmeLB
-	return &haproxy.Runtime{Admin: haproxy.UnixDialer(base + ".admin.sock"), Master: haproxy.UnixDialer(base + ".master.sock")}
-}
+func acmeRuntime() *haproxy.Runtime { return runtimeOf(acmeLB) }
 
 func acmeReloads() int {
 	GinkgoHelper()
-	p, err := acmeRuntime().ShowProc(context.Background())
-	Expect(err).NotTo(HaveOccurred())
-	return p.Reloads
+	return reloadCount(acmeRuntime())
 }
 
 // acmeLoadDuring sends HTTPS requests to the LB, 20 a second, each on a new

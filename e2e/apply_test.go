@@ -458,15 +458,10 @@ func waitUp(pool string, members ...string) {
 // reloads is the master's reload counter, read through the host socket.
 func reloads() int {
 	GinkgoHelper()
-	p, err := runtime().ShowProc(context.Background())
-	Expect(err).NotTo(HaveOccurred())
-	return p.Reloads
+	return reloadCount(runtime())
 }
 
-func runtime() *haproxy.Runtime {
-	base := "/run/incuslb/" + project + "_" + lbName
-	return &haproxy.Runtime{Admin: haproxy.UnixDialer(base + ".admin.sock"), Master: haproxy.UnixDialer(base + ".master.sock")}
-}
+func runtime() *haproxy.Runtime { return runtimeOf(lbName) }
 
 func runningConfig() string {
 	GinkgoHelper()

@@ -186,6 +186,13 @@ var _ = Describe("an LB pair behind a virtual address on real Incus", Ordered, f
 	// whose connection was made to the old holder and is still in flight
 	// as the address moves (the new holder resets it), a window of about
 	// a round trip.
+	// handoverInFlight bounds the failed requests of a handover: those
+	// whose connection the old holder took and that were still in flight
+	// as the address moved (a round trip's worth, a few at one request
+	// every 10 ms on a loaded machine). A moment with no holder would cost
+	// at least the 3 adverts (300 ms) a backup waits, 30 or more requests.
+	const handoverInFlight = 10
+
 	It("4. a clean stop of the holder hands the address over first", func() {
 		h := holder()
 		Expect(h).NotTo(BeEmpty())
@@ -196,7 +203,7 @@ var _ = Describe("an LB pair behind a virtual address on real Incus", Ordered, f
 		time.Sleep(time.Second)
 		r := p.Finish()
 		GinkgoWriter.Printf("clean stop of %s: %s\n", h, r)
-		Expect(r.ErrorTime).To(BeNumerically("<", 50*time.Millisecond), "%s", r)
+		Expect(r.Failed).To(BeNumerically("<=", handoverInFlight), "%s", r)
 		startReplica(h)
 	})
 
@@ -222,7 +229,7 @@ var _ = Describe("an LB pair behind a virtual address on real Incus", Ordered, f
 		time.Sleep(500 * time.Millisecond)
 		r := p.Finish()
 		GinkgoWriter.Printf("maintenance of %s, then its stop: %s\n", h, r)
-		Expect(r.ErrorTime).To(BeNumerically("<", 50*time.Millisecond), "%s", r)
+		Expect(r.Failed).To(BeNumerically("<=", handoverInFlight), "%s", r)
 		// The controller leaves it stopped (it starts any other stopped
 		// LB instance on its next pass).
 		Consistently(func() string { return strings.TrimSpace(incusOK("list", h, "-f", "csv", "-c", "s")) }, 5*time.Second, 500*time.Millisecond).

@@ -276,9 +276,25 @@ func throttleOf(lb, pool, addr string) (int, bool) {
 
 // runtimeOf reaches the runtime API of LB instance lb through the host-side
 // sockets.
-func runtimeOf(lb string) *haproxy.Runtime {
-	base := "/run/incuslb/" + project + "_" + lb
+func runtimeOf(lb string) *haproxy.Runtime { return runtimeIn("/run/incuslb", lb) }
+
+// runtimeIn speaks to LB instance lb through the host sockets under dir.
+func runtimeIn(dir, lb string) *haproxy.Runtime {
+	base := dir + "/" + project + "_" + lb
 	return &haproxy.Runtime{Admin: haproxy.UnixDialer(base + ".admin.sock"), Master: haproxy.UnixDialer(base + ".master.sock")}
+}
+
+// reloadCount is the master's reload counter. The master CLI is closed
+// for a moment while the master re-executes itself on a reload (a read
+// then meets "connection reset by peer"), so it asks again for a while.
+func reloadCount(rt *haproxy.Runtime) int {
+	GinkgoHelper()
+	var p haproxy.Processes
+	Eventually(func() (err error) {
+		p, err = rt.ShowProc(context.Background())
+		return err
+	}, 15*time.Second, 100*time.Millisecond).Should(Succeed(), "the master CLI does not answer")
+	return p.Reloads
 }
 
 // stateAt is the state of the slot of pool at addr (UP, DOWN, DRAIN), or ""

@@ -56,10 +56,7 @@ func obsSpec(name, instance string, statsPort int, extra, poolProject string) st
 
 func obsRuntime() *haproxy.Runtime { return obsRuntimeIn("/run/incuslb") }
 
-func obsRuntimeIn(dir string) *haproxy.Runtime {
-	base := dir + "/" + project + "_" + obsLB
-	return &haproxy.Runtime{Admin: haproxy.UnixDialer(base + ".admin.sock"), Master: haproxy.UnixDialer(base + ".master.sock")}
-}
+func obsRuntimeIn(dir string) *haproxy.Runtime { return runtimeIn(dir, obsLB) }
 
 // loadedHash is the hash of the config HAProxy's worker runs.
 func loadedHash() string {
@@ -295,7 +292,5 @@ var _ = Describe("observed state on real Incus", Ordered, func() {
 
 func obsReloads() int {
 	GinkgoHelper()
-	p, err := obsRuntime().ShowProc(context.Background())
-	Expect(err).NotTo(HaveOccurred())
-	return p.Reloads
+	return reloadCount(obsRuntime())
 }

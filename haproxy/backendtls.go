@@ -128,25 +128,5 @@ func CASet(sums []string) string {
 // file a config loaded): set ssl ca-file, then commit; aborted when
 // HAProxy refuses either.
 func (r *Runtime) SetCAFile(ctx context.Context, path string, pemData []byte) error {
-	body := strings.TrimSpace(string(pemData))
-	if strings.Contains(body, "\n\n") {
-		return fmt.Errorf("set ssl ca-file %s: the PEM holds a blank line", path)
-	}
-	out, err := r.Command(ctx, "set ssl ca-file "+path+" <<\n"+body+"\n")
-	if err != nil {
-		return err
-	}
-	if !strings.Contains(strings.ToLower(out), "transaction created") && !strings.Contains(strings.ToLower(out), "transaction updated") {
-		_, _ = r.Command(ctx, "abort ssl ca-file "+path)
-		return fmt.Errorf("set ssl ca-file %s: %s", path, strings.TrimSpace(out))
-	}
-	out, err = r.Command(ctx, "commit ssl ca-file "+path)
-	if err != nil || !strings.Contains(out, "Success!") {
-		_, _ = r.Command(ctx, "abort ssl ca-file "+path)
-		if err == nil {
-			err = fmt.Errorf("commit ssl ca-file %s: %s", path, strings.TrimSpace(out))
-		}
-		return err
-	}
-	return nil
+	return r.setSSL(ctx, "ca-file", path, pemData)
 }

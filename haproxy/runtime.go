@@ -371,23 +371,30 @@ func (r *Runtime) setAddr(ctx context.Context, s, addr string, port int) error {
 // with the PEM (which must hold no blank line), then `commit ssl cert`. On a
 // failed commit the transaction is aborted and the old certificate stays.
 func (r *Runtime) SetCert(ctx context.Context, path string, pemData []byte) error {
+	return r.setSSL(ctx, "cert", path, pemData)
+}
+
+// setSSL is one transaction on a loaded SSL object of kind ("cert",
+// "ca-file") at path: set, then commit; aborted when HAProxy refuses
+// either, so the old object stays.
+func (r *Runtime) setSSL(ctx context.Context, kind, path string, pemData []byte) error {
 	body := strings.TrimSpace(string(pemData))
 	if strings.Contains(body, "\n\n") {
-		return fmt.Errorf("set ssl cert %s: the PEM holds a blank line", path)
+		return fmt.Errorf("set ssl %s %s: the PEM holds a blank line", kind, path)
 	}
-	out, err := r.Command(ctx, "set ssl cert "+path+" <<\n"+body+"\n")
+	out, err := r.Command(ctx, "set ssl "+kind+" "+path+" <<\n"+body+"\n")
 	if err != nil {
 		return err
 	}
-	if !strings.Contains(out, "Transaction created") && !strings.Contains(out, "Transaction updated") {
-		_, _ = r.Command(ctx, "abort ssl cert "+path)
-		return fmt.Errorf("set ssl cert %s: %s", path, strings.TrimSpace(out))
+	if o := strings.ToLower(out); !strings.Contains(o, "transaction created") && !strings.Contains(o, "transaction updated") {
+		_, _ = r.Command(ctx, "abort ssl "+kind+" "+path)
+		return fmt.Errorf("set ssl %s %s: %s", kind, path, strings.TrimSpace(out))
 	}
-	out, err = r.Command(ctx, "commit ssl cert "+path)
+	out, err = r.Command(ctx, "commit ssl "+kind+" "+path)
 	if err != nil || !strings.Contains(out, "Success!") {
-		_, _ = r.Command(ctx, "abort ssl cert "+path)
+		_, _ = r.Command(ctx, "abort ssl "+kind+" "+path)
 		if err == nil {
-			err = fmt.Errorf("commit ssl cert %s: %s", path, strings.TrimSpace(out))
+			err = fmt.Errorf("commit ssl %s %s: %s", kind, path, strings.TrimSpace(out))
 		}
 		return err
 	}

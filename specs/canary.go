@@ -17,8 +17,10 @@ type Canary struct {
 	// Percent of the pool's new sessions that go to the canary instances
 	// (0 to 100), split between them by their weight labels; the rest go
 	// to the pool's other members. With no canary instance running, the
-	// other members take everything, and the other way round.
-	Percent int `json:"percent"`
+	// other members take everything, and the other way round. Left out, it
+	// is 0: the canary instances are picked but take no new session until
+	// it is raised.
+	Percent int `json:"percent,omitempty"`
 }
 
 // WeightKey is the instance config key that sets a member's weight in its

@@ -96,7 +96,13 @@ func SetDefaults(lb *LoadBalancer) {
 		p := &s.Pools[i]
 		orString(&p.Balance, BalanceRoundRobin)
 		orString(&p.Mode, ModeHTTP)
-		inheritCheck(&p.HealthCheck, d.HealthCheck)
+		def := d.HealthCheck
+		if p.Mode == ModeTCP {
+			// A tcp pool's check is a connect or its tcpCheck: the HTTP
+			// fields stay empty (and are refused if set; see validateTCPPool).
+			def.Path, def.Host, def.ExpectStatus = "", "", ""
+		}
+		inheritCheck(&p.HealthCheck, def)
 		orDur(&p.SlowStart, d.SlowStart)
 		if p.BackendTLS != nil {
 			orString(&p.BackendTLS.Verify, VerifyRequired)

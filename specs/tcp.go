@@ -90,6 +90,12 @@ func validateTCPPool(e *errs, path string, p *Pool) {
 	if p.RateLimit != nil {
 		e.add(path+".rateLimit", "needs mode: http (it counts requests)")
 	}
+	c := p.HealthCheck
+	for _, f := range []struct{ name, value string }{{"path", c.Path}, {"host", c.Host}, {"expectStatus", c.ExpectStatus}} {
+		if f.value != "" {
+			e.add(path+".healthCheck."+f.name, "is for mode: http pools (a tcp pool is checked by a connect, or by tcpCheck)")
+		}
+	}
 	if c := p.TCPCheck; c != nil {
 		if c.Send != "" && !tcpCheckRE.MatchString(c.Send) {
 			e.add(path+".tcpCheck.send", "must be 1 to 256 printable ASCII characters without '\"' or '\\'")

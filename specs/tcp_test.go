@@ -18,6 +18,9 @@ func TestTCP(t *testing.T) {
 		{"sticky", tcp("[{name: ssh, port: 2222, pool: ssh}]", ", sticky: {cookie: X}"), "spec.pools[1].sticky: needs mode: http"},
 		{"proxy", tcp("[{name: ssh, port: 2222, pool: ssh}]", ", proxyProtocol: v3"), `spec.pools[1].proxyProtocol: must be v1 or v2, not "v3"`},
 		{"expect", tcp("[{name: ssh, port: 2222, pool: ssh}]", `, tcpCheck: {expect: 'a"b'}`), "spec.pools[1].tcpCheck.expect: must be 1 to 256 printable ASCII"},
+		{"check path", tcp("[{name: ssh, port: 2222, pool: ssh}]", ", healthCheck: {path: /health, interval: 2s}"), "spec.pools[1].healthCheck.path: is for mode: http pools"},
+		{"check status", tcp("[{name: ssh, port: 2222, pool: ssh}]", ", healthCheck: {expectStatus: '^2'}"), "spec.pools[1].healthCheck.expectStatus: is for mode: http pools"},
+		{"check timing", tcp("[{name: ssh, port: 2222, pool: ssh}]", ", healthCheck: {interval: 2s, fall: 2}"), ""},
 		{"route to tcp", strings.Replace(tcp("[]", ""), "    - pool: api_pool\n", "    - pool: ssh\n", 1), `spec.routes[0].pool: pool "ssh" has mode: tcp`},
 		{"mode", strings.Replace(base, "      port: 8080\n", "      port: 8080\n      mode: udp\n", 1), `spec.pools[0].mode: must be http or tcp, not "udp"`},
 	}

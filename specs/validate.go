@@ -178,7 +178,7 @@ func validateCertificates(e *errs, t *TLSSpec) {
 }
 
 func validateDefaults(e *errs, d *DefaultsSpec) {
-	validateCheck(e, "spec.defaults.healthCheck", &d.HealthCheck)
+	validateCheck(e, "spec.defaults.healthCheck", &d.HealthCheck, true)
 	validateDuration(e, "spec.defaults.slowStart", d.SlowStart, 0)
 	validateDuration(e, "spec.defaults.drainTimeout", d.DrainTimeout, 0)
 	validateJoin(e, "spec.defaults.join", d.Join)
@@ -268,7 +268,7 @@ func validatePool(e *errs, path string, p *Pool) {
 			e.add(path+".sticky", "does not combine with balance uri (the URI hash already pins a client)")
 		}
 	}
-	validateCheck(e, path+".healthCheck", &p.HealthCheck)
+	validateCheck(e, path+".healthCheck", &p.HealthCheck, p.Mode != ModeTCP)
 	validateDuration(e, path+".slowStart", p.SlowStart, 0)
 	switch {
 	case len(p.Servers) > 0 && p.Join != "":
@@ -298,7 +298,9 @@ func validatePool(e *errs, path string, p *Pool) {
 	}
 }
 
-func validateCheck(e *errs, path string, c *HealthCheck) {
+// validateCheck checks a health check; http says whether its HTTP fields
+// (path, host, expectStatus) apply (a tcp pool's are checked apart).
+func validateCheck(e *errs, path string, c *HealthCheck, http bool) {
 	validateDuration(e, path+".interval", c.Interval, 100*time.Millisecond)
 	if c.FastInterval.Set {
 		validateDuration(e, path+".fastInterval", c.FastInterval, 100*time.Millisecond)
@@ -312,6 +314,9 @@ func validateCheck(e *errs, path string, c *HealthCheck) {
 	}
 	if c.Rise < 1 || c.Rise > maxFallRise {
 		e.add(path+".rise", "must be between 1 and %d, not %d", maxFallRise, c.Rise)
+	}
+	if !http {
+		return
 	}
 	if !pathRE.MatchString(c.Path) || len(c.Path) > 1024 {
 		e.add(path+".path", "must start with '/' and hold only URL characters (no spaces, quotes, '#' or '\\'), not %q", c.Path)

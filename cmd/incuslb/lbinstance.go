@@ -13,7 +13,8 @@ import (
 )
 
 // instanceFlags are the flags of a verb that works on one LB's instance
-// (stats, logs).
+// (stats, logs). socketDir and via are nil for a verb that always goes
+// through exec (stats), which does not offer them.
 type instanceFlags struct {
 	remote    *string
 	socketDir *string
@@ -21,13 +22,18 @@ type instanceFlags struct {
 	via       *string
 }
 
-func addInstanceFlags(fs *flag.FlagSet) instanceFlags {
-	return instanceFlags{
-		remote:    addRemoteFlag(fs),
-		socketDir: addSocketDirFlag(fs),
-		instance:  fs.String("instance", "", "of a pair's replicas, the one to use (default: the holder of the virtual address)"),
-		via:       fs.String("runtime-via", "auto", "reach HAProxy's runtime API through the host socket (auto) or through exec in the instance (exec)"),
+// addInstanceFlags adds -remote and -instance, and with runtime the flags
+// that choose how the runtime API is reached (-socket-dir, -runtime-via).
+func addInstanceFlags(fs *flag.FlagSet, runtime bool) instanceFlags {
+	f := instanceFlags{
+		remote:   addRemoteFlag(fs),
+		instance: fs.String("instance", "", "of a pair's replicas, the one to use (default: the holder of the virtual address)"),
 	}
+	if runtime {
+		f.socketDir = addSocketDirFlag(fs)
+		f.via = fs.String("runtime-via", "auto", "reach HAProxy's runtime API through the host socket (auto) or through exec in the instance (exec)")
+	}
+	return f
 }
 
 // lbTarget is a running instance of a LoadBalancer and the routes into it.
@@ -47,7 +53,11 @@ func (t lbTarget) runtime() *haproxy.Runtime { return t.applier.Runtime(t.lb) }
 // the one --instance names, else the replica that holds the pair's
 // virtual address, else the first that runs.
 func (e *env) findLB(f instanceFlags, name string) (lbTarget, error) {
-	if *f.via != "auto" && *f.via != "exec" {
+	via, socketDir := "exec", ""
+	if f.via != nil {
+		via, socketDir = *f.via, *f.socketDir
+	}
+	if via != "auto" && via != "exec" {
 		return lbTarget{}, usageErrorf("--runtime-via must be auto or exec")
 	}
 	c, err := incus.Connect(e.ctx, *f.remote)
@@ -94,7 +104,7 @@ func (e *env) findLB(f instanceFlags, name string) (lbTarget, error) {
 	in := mine[pick]
 	lb := &specs.LoadBalancer{Metadata: specs.ObjectMeta{Name: name},
 		Spec: specs.LoadBalancerSpec{Instance: specs.InstanceSpec{Name: in.Name, Project: in.Project}}}
-	a := &controller.Applier{Incus: c, SocketDir: *f.socketDir,
-		ExecRuntime: *f.via == "exec" || !c.LocalMember(e.ctx, in.Location)}
+	a := &controller.Applier{Incus: c, SocketDir: socketDir,
+		ExecRuntime: via == "exec" || !c.LocalMember(e.ctx, in.Location)}
 	return lbTarget{incus: c, inst: in, applier: a, lb: lb}, nil
 }

@@ -9,7 +9,7 @@ func (e *env) logs(args []string) error {
 	fs := e.newFlags("logs", "logs NAME [-f] [-n N] [--instance NAME] [--remote NAME]")
 	follow := fs.Bool("f", false, "follow: print new lines as HAProxy logs them, until Ctrl-C")
 	tail := fs.Int("n", 0, "print only the last N lines logged so far (0: all that the ring holds)")
-	f := addInstanceFlags(fs)
+	f := addInstanceFlags(fs, true)
 	var name string
 	if err := parse(fs, args, &name); err != nil {
 		return err

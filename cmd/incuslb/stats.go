@@ -24,7 +24,7 @@ import (
 func (e *env) stats(args []string) error {
 	fs := e.newFlags("stats", "stats NAME [--listen 127.0.0.1:9100|PATH] [--instance NAME] [--remote NAME]")
 	listen := fs.String("listen", "127.0.0.1:9100", "where to serve the stats page: HOST:PORT on loopback (127.0.0.1, ::1, localhost), or a unix socket's path; never beyond loopback")
-	f := addInstanceFlags(fs)
+	f := addInstanceFlags(fs, false)
 	var name string
 	if err := parse(fs, args, &name); err != nil {
 		return err
