@@ -48,13 +48,12 @@ func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *hapro
 			leaving = append(leaving, op.from)
 		}
 	}
-	for _, op := range p.ops {
-		if err := applyOp(ctx, rt, op); err != nil {
-			return fmt.Errorf("runtime API: %s: %w", op, err)
-		}
+	if err := applyOps(ctx, rt, p.ops, func(op slotOp) {
 		p.Runtime = append(p.Runtime, op.String())
 		a.Metrics.runtimeUpdate(lb.Metadata.Name, op.kind)
 		log.Info("runtime update", "kind", op.kind, "change", op.String())
+	}); err != nil {
+		return err
 	}
 	if len(leaving) > 0 {
 		a.forgetAndLog(ctx, lb, leaving, log)
@@ -96,6 +95,34 @@ func (a *Applier) execute(ctx context.Context, lb *specs.LoadBalancer, rt *hapro
 
 var rootFile = incus.FileMode{UID: 0, GID: 0, Mode: 0o644}
 
+// applyOps carries out ops in order, calling done after each; a run of
+// weight changes goes in one exchange (haproxy.Runtime.SetWeights).
+func applyOps(ctx context.Context, rt *haproxy.Runtime, ops []slotOp, done func(slotOp)) error {
+	for i := 0; i < len(ops); {
+		j := i + 1
+		if ops[i].kind == "weight" {
+			for j < len(ops) && ops[j].kind == "weight" {
+				j++
+			}
+			ws := make([]haproxy.Weight, 0, j-i)
+			for _, op := range ops[i:j] {
+				ws = append(ws, haproxy.Weight{Backend: op.pool, Slot: haproxy.SlotName(op.slot), Weight: op.weight})
+			}
+			if err := rt.SetWeights(ctx, ws); err != nil {
+				return fmt.Errorf("runtime API: the weights of %d slot(s): %w", j-i, err)
+			}
+		} else if err := applyOp(ctx, rt, ops[i]); err != nil {
+			return fmt.Errorf("runtime API: %s: %w", ops[i], err)
+		}
+		for _, op := range ops[i:j] {
+			done(op)
+		}
+		i = j
+	}
+	return nil
+}
+
+// applyOp carries out one slot operation other than a weight change.
 func applyOp(ctx context.Context, rt *haproxy.Runtime, op slotOp) error {
 	slot := haproxy.SlotName(op.slot)
 	switch op.kind {
@@ -112,8 +139,6 @@ func applyOp(ctx context.Context, rt *haproxy.Runtime, op slotOp) error {
 		return rt.FillSlot(ctx, op.pool, slot, op.member.Address, op.member.Port, op.gated)
 	case "ready":
 		return rt.Ready(ctx, op.pool, slot, op.gated)
-	case "weight":
-		return rt.SetWeight(ctx, op.pool, slot, op.weight)
 	}
 	return fmt.Errorf("unknown slot operation %q", op.kind)
 }

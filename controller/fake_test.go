@@ -321,8 +321,8 @@ func (h *fakeHAProxy) answer(sock, payload string, files map[string][]byte) stri
 		return "Certificate 'x' deleted!\n"
 	case strings.HasPrefix(cmd, "set server "):
 		var out strings.Builder
-		for _, one := range strings.Split(cmd, "; ") {
-			out.WriteString(h.setServer(one))
+		for _, one := range strings.Split(cmd, ";") { // as HAProxy's CLI splits
+			out.WriteString(h.setServer(strings.TrimSpace(one)))
 		}
 		return out.String()
 	}

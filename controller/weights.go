@@ -197,10 +197,7 @@ func applyWeightsAfterReload(ctx context.Context, lb *specs.LoadBalancer, rt *ha
 		return nil, err
 	}
 	ops := weightOps(lb, liveSlots(servers, haproxy.SelectorPools(lb)), p.layout, p.weights, p.draining)
-	for i, op := range ops {
-		if err := applyOp(ctx, rt, op); err != nil {
-			return ops[:i], fmt.Errorf("runtime API: %s: %w", op, err)
-		}
-	}
-	return ops, nil
+	var done []slotOp
+	err = applyOps(ctx, rt, ops, func(op slotOp) { done = append(done, op) })
+	return done, err
 }

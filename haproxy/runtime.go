@@ -288,13 +288,6 @@ func rest(server string) string {
 	return fmt.Sprintf("set server %[1]s state drain; set server %[1]s health down; set server %[1]s state ready", server)
 }
 
-// SetWeight sets a server's weight (0 to 256): its share of new sessions
-// among its backend's servers. 0 takes no new session but persistent ones
-// (a stickiness cookie). The server-state file carries it over a reload.
-func (r *Runtime) SetWeight(ctx context.Context, backend, slot string, weight int) error {
-	return r.expectEmpty(ctx, fmt.Sprintf("set server %s/%s weight %d", backend, slot, weight))
-}
-
 // Drain stops sending new sessions to a slot; its sessions finish.
 func (r *Runtime) Drain(ctx context.Context, backend, slot string) error {
 	return r.expectEmpty(ctx, "set server "+backend+"/"+slot+" state drain")
