@@ -37,7 +37,7 @@
 // then ACME, else a self-signed placeholder); certstatus.go describes them.
 // backendcerts.go does the same for the pools' backendTLS files (client
 // certificate, CA bundle): swapped through the runtime API, or staged.
-// acme.go (ACMEManager) is the one owner of ACME certificates: it orders
+// acme.go (ACMEManager; acmeorder.go, one order) is the one owner of ACME certificates: it orders
 // and renews them outside the passes, through package acme, and answers
 // HTTP-01 through the LB's HAProxy map (acmeresponder.go); a pass only
 // reads what it holds and never waits on the CA.
@@ -46,8 +46,9 @@
 // route to HAProxy's sockets (host-side proxy device, or exec in the
 // instance); neighbours.go clears the LB's stale neighbour entries of
 // joining addresses. The long-running side is reconcile.go (the Reconciler rules),
-// lbreconciler.go, queue.go, runner.go, store.go (the one owner of the
-// specs), gitsource.go and webhook.go; prune.go is the policy for deleting
+// lbreconciler.go, queue.go, runner.go (runnergit.go), store.go (the one owner of the
+// specs), gitsource.go (gitcheck.go: what it refuses; redact.go: credentials
+// out of logs) and webhook.go; prune.go is the policy for deleting
 // the instance of a removed LoadBalancer.
 //
 // It must never touch an instance whose user.incuslb.lb key names another

@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -128,49 +126,6 @@ func (g *GitSource) Validate() error {
 		errs = append(errs, errors.New("git source: the clone directory is empty"))
 	}
 	return errors.Join(errs...)
-}
-
-// badBranch says why b is not a branch name git check-ref-format would
-// take and that is safe in a refspec, or "".
-func badBranch(b string) string {
-	switch {
-	case b == "":
-		return "is empty"
-	case strings.HasPrefix(b, "-"):
-		return `begins with "-" (git would read it as an option)`
-	case hasControl(b) || strings.ContainsAny(b, " ~^:?*[\\"):
-		return "holds a space, a control character or one of ~^:?*[\\"
-	case strings.Contains(b, "..") || strings.Contains(b, "@{") || strings.Contains(b, "//") || b == "@":
-		return `holds "..", "@{" or "//", or is "@"`
-	case strings.HasSuffix(b, "/") || strings.HasSuffix(b, ".") || strings.HasPrefix(b, "/"):
-		return `begins with "/" or ends with "/" or "."`
-	}
-	for _, c := range strings.Split(b, "/") {
-		if strings.HasPrefix(c, ".") || strings.HasSuffix(c, ".lock") {
-			return `has a component that begins with "." or ends with ".lock"`
-		}
-	}
-	return ""
-}
-
-// badSpecPath says why p is not a relative directory inside the
-// repository, or "".
-func badSpecPath(p string) string {
-	switch {
-	case p == "":
-		return "is empty"
-	case strings.HasPrefix(p, "-"):
-		return `begins with "-" (git would read it as an option)`
-	case hasControl(p):
-		return "holds control characters"
-	case !filepath.IsLocal(filepath.FromSlash(p)):
-		return "is not a relative path inside the repository"
-	}
-	return ""
-}
-
-func hasControl(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 // Redacted is the repository URL without its credentials: user
@@ -383,13 +338,6 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-func isObjectName(s string) bool {
-	if len(s) != 40 && len(s) != 64 {
-		return false
-	}
-	return !strings.ContainsFunc(s, func(r rune) bool { return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') })
-}
-
 // headBuffer keeps the first max bytes written to it.
 type headBuffer struct {
 	buf bytes.Buffer
@@ -404,59 +352,3 @@ func (b *headBuffer) Write(p []byte) (int, error) {
 }
 
 func (b *headBuffer) String() string { return b.buf.String() }
-
-var (
-	urlUserinfo = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s'"]+@`)
-	urlQueryArg = regexp.MustCompile(`([?&][^=&#\s'"]+=)[^&#\s'"]+`)
-)
-
-// RedactURL returns a repository URL (or any text holding URLs) without
-// credentials: the user information of every URL becomes ***, and so does
-// every query value (?access_token=***). A path or an scp-like
-// user@host:path is left as it is.
-func RedactURL(s string) string {
-	s = urlUserinfo.ReplaceAllString(s, "${1}***@")
-	return urlQueryArg.ReplaceAllString(s, "${1}***")
-}
-
-// redact removes the credentials of g.URL from text git wrote, as given
-// and as git may print them (decoded), then any other URL credentials.
-func (g *GitSource) redact(s string) string {
-	if g.URL != "" {
-		s = strings.ReplaceAll(s, g.URL, g.Redacted())
-	}
-	for _, secret := range urlSecrets(g.URL) {
-		s = strings.ReplaceAll(s, secret, "***")
-	}
-	return RedactURL(s)
-}
-
-// urlSecrets are the credentials in a URL, raw and decoded: the password
-// (or the user name when there is no password: a token), and the query
-// values. Short ones (under 6 bytes) are left to the URL patterns, so as
-// not to blank out common words.
-func urlSecrets(raw string) []string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme == "" {
-		return nil
-	}
-	var out []string
-	add := func(vals ...string) {
-		for _, v := range vals {
-			if len(v) >= 6 {
-				out = append(out, v, url.QueryEscape(v), url.PathEscape(v))
-			}
-		}
-	}
-	if u.User != nil {
-		if p, ok := u.User.Password(); ok {
-			add(p)
-		} else {
-			add(u.User.Username())
-		}
-	}
-	for _, vs := range u.Query() {
-		add(vs...)
-	}
-	return out
-}
