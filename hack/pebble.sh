@@ -167,6 +167,21 @@ stop() {
   rm -f "$DIR/run/$1.pid" "$DIR/run/$1.spec"
 }
 
+# listening HOST:PORT: something accepts TCP connections there.
+listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+
+# claim UNIT HOST:PORT...: before UNIT starts, its addresses must be free
+# (or its own): a CA left running by another checkout would answer in its
+# place, and `down` would not stop it.
+claim() {
+  local unit=$1 a
+  shift
+  active "$unit" && return
+  for a in "$@"; do
+    ! listening "$a" || die "$a is taken by a process that is not $unit of $DIR (another checkout's? ss -ltnp 'sport = :${a##*:}' names it); stop it first"
+  done
+}
+
 # start UNIT ENVVAR... -- CMD...: run CMD as UNIT unless it already runs with the
 # same environment, command and files it names (binary, config); else restart.
 start() {
@@ -213,6 +228,10 @@ mkdir -p "$DIR/bin" "$DIR/run"
 case ${1:-} in
 up)
   need_curl; build; certs; config
+  claim "$CHALL" "$DNSMGMT" "$DNS"
+  claim "$PEBBLE" "$ACME" "$MGMT"
+  claim "$NAMED" "$NAMED_ADDR:$NAMED_PORT"
+  claim "$PEBBLE_DNS" "$ACME_DNS" "$MGMT_DNS"
   start "$CHALL" -- "${CHALL_CMD[@]}"
   start "$PEBBLE" "${PEBBLE_ENV[@]}" -- "${PEBBLE_CMD[@]}"
   bind9
@@ -223,7 +242,11 @@ up)
   wait_dns
   wait_for "$PEBBLE_DNS" "https://$ACME_DNS/dir"
   summary ;;
-down) stop "$PEBBLE"; stop "$CHALL"; stop "$PEBBLE_DNS"; stop "$NAMED" ;;
+down)
+  stop "$PEBBLE"; stop "$CHALL"; stop "$PEBBLE_DNS"; stop "$NAMED"
+  for a in "$ACME" "$MGMT" "$DNSMGMT" "$DNS" "$ACME_DNS" "$MGMT_DNS" "$NAMED_ADDR:$NAMED_PORT"; do
+    ! listening "$a" || die "$a still answers after down: a process that is not ours holds it (ss -ltnp 'sport = :${a##*:}' names it)"
+  done ;;
 status) # exits 1 unless all run
   rc=0
   for u in "$PEBBLE" "$CHALL" "$NAMED" "$PEBBLE_DNS"; do
