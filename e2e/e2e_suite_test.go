@@ -129,7 +129,25 @@ func leaseProfile() string { return "incuslb-lease-" + project }
 const cliTimeout = 2 * time.Minute
 
 // incus runs the incus CLI in the suite's project.
+// incus runs the incus CLI in the suite's project. Incus refuses an
+// operation on an instance while another one runs on it ("Instance is
+// busy running a ... operation"), such as the status write of a
+// controller's pass on an LB instance: that is asked again, for up to
+// busyRetry, as an operator would.
 func incus(args ...string) (string, error) {
+	deadline := time.Now().Add(busyRetry)
+	for {
+		out, err := incusOnce(args...)
+		if err == nil || !strings.Contains(out, "is busy running a") || time.Now().After(deadline) {
+			return out, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+const busyRetry = 30 * time.Second
+
+func incusOnce(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "incus", append([]string{"--project", project}, args...)...)
